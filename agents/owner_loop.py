@@ -1,0 +1,38 @@
+"""The loop every state-owning agent runs: decode, load, call the domain, store, send."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Optional
+
+from faust.types import StreamT
+
+from agents.dead_letters import dead_letter
+from agents.outputs import send_all
+from models.commands import Message, decode_message
+from models.events import BadMessage
+
+log = logging.getLogger(__name__)
+
+#: ``step(key, stored value or None, message) -> (value to store or None, outputs)``
+Step = Callable[[str, Optional[bytes], Message], "tuple[Optional[bytes], list[Message]]"]
+
+
+async def own_keys(stream: StreamT, table: Any, step: Step) -> None:
+    """Apply each message to the state of its key; the table write precedes the sends."""
+    async for event in stream.events():
+        try:
+            message = decode_message(event.message.value)
+        except BadMessage as exc:
+            await dead_letter(event, exc.reason, type(exc).__name__)
+            continue
+        key = event.message.key.decode()
+        try:
+            stored, outputs = step(key, table.get(key), message)
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded, never dropped
+            log.exception("processing %s for %s failed", type(message).__name__, key)
+            await dead_letter(event, str(exc) or repr(exc), type(exc).__name__)
+            continue
+        if stored is not None:
+            table[key] = stored
+        await send_all(outputs)

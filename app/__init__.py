@@ -1,0 +1,1 @@
+"""The Faust application: app object, topics, web views, command line, local broker."""

@@ -1,0 +1,27 @@
+"""Create the app's topics up front with a plain admin client, so producers never race the worker."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from app.topic_names import all_topic_names
+from config.settings import Settings
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create every missing topic with the configured partitions; return the ones created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in all_topic_names(settings) if name not in existing]
+        if missing:
+            topics = [NewTopic(name, settings.partitions, settings.replication_factor) for name in missing]
+            try:
+                await admin.create_topics(topics)
+            except TopicAlreadyExistsError:
+                pass
+        return missing
+    finally:
+        await admin.close()

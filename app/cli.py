@@ -1,0 +1,39 @@
+"""The ``streamsaga`` command: Faust's worker and tools, plus our own commands."""
+
+from __future__ import annotations
+
+
+import agents.customers  # noqa: F401 - registers the agent
+import agents.ingress  # noqa: F401
+import agents.saga  # noqa: F401
+import agents.stock  # noqa: F401
+import agents.wallet  # noqa: F401
+import app.web  # noqa: F401 - registers the views
+from app.admin import ensure_topics
+from app.demo import produce, seed_events
+from app.faust_app import app, settings
+
+
+@app.command()
+async def create_topics() -> None:
+    """Create every topic the app needs (public, internal, dead letters) if missing."""
+    created = await ensure_topics(settings)
+    print(f"created {len(created)} topics" + (": " + ", ".join(created) if created else ""))
+
+
+@app.command()
+async def seed() -> None:
+    """Write demo customers, wallets and stock to the public topics."""
+    await ensure_topics(settings)
+    count = await produce(settings, seed_events())
+    print(f"wrote {count} demo events")
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
+    app.main()
+
+
+if __name__ == "__main__":
+    main()

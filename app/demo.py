@@ -1,0 +1,88 @@
+"""Demo data for ``make run``: customers, stock and wallets, then a trickle of orders."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from decimal import Decimal
+from typing import Iterable
+
+from aiokafka import AIOKafkaProducer
+
+from app.topic_names import topic_of
+from config.settings import Settings
+from models.events import Event, FundsAdded, OrderLine, OrderPlaced, StockAdded, UserRegistered, format_time, utc_now
+
+CUSTOMERS = [(f"customer-{n}", name) for n, name in enumerate(["Ada", "Brian", "Chen", "Dana", "Emeka", "Fatima"], 1)]
+PRODUCTS = {"SKU-APPLE": Decimal("0.50"), "SKU-BREAD": Decimal("2.20"), "SKU-CHEESE": Decimal("7.90"),
+            "SKU-DATES": Decimal("4.10"), "SKU-EGGS": Decimal("3.00"), "SKU-FIGS": Decimal("5.50")}
+STOCK = {"SKU-APPLE": 500, "SKU-BREAD": 200, "SKU-CHEESE": 40, "SKU-DATES": 60, "SKU-EGGS": 150, "SKU-FIGS": 5}
+FUNDS = {"customer-1": "500.00", "customer-2": "250.00", "customer-3": "120.00",
+         "customer-4": "60.00", "customer-5": "30.00", "customer-6": "10.00"}
+
+
+def _common() -> dict[str, str]:
+    """A fresh id and timestamp for an event the demo writes."""
+    return {"event_id": str(uuid.uuid4()), "occurred_at": format_time(utc_now())}
+
+
+def seed_events() -> list[Event]:
+    """Customers who register and fund their wallets, and stock for every product."""
+    events: list[Event] = []
+    for customer_id, name in CUSTOMERS:
+        events.append(UserRegistered(**_common(), customer_id=customer_id, name=name,
+                                     email=f"{name.lower()}@example.com"))
+        events.append(FundsAdded(**_common(), customer_id=customer_id, amount=Decimal(FUNDS[customer_id])))
+    events += [StockAdded(**_common(), sku=sku, quantity=qty) for sku, qty in STOCK.items()]
+    return events
+
+
+def random_order(rng: random.Random) -> OrderPlaced:
+    """An order of one to three products from a random customer."""
+    skus = rng.sample(sorted(PRODUCTS), rng.randint(1, 3))
+    lines = tuple(OrderLine(sku=sku, quantity=rng.randint(1, 4), unit_price=PRODUCTS[sku]) for sku in skus)
+    return OrderPlaced(
+        **_common(),
+        order_id=f"demo-{uuid.uuid4().hex[:12]}",
+        customer_id=rng.choice(CUSTOMERS)[0],
+        items=lines,
+        total_amount=sum((line.quantity * line.unit_price for line in lines), Decimal("0.00")),
+    )
+
+
+async def produce(settings: Settings, events: Iterable[Event]) -> int:
+    """Write events to their public topics, keyed by aggregate id, with the contract's headers."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+                                enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    count = 0
+    try:
+        for event in events:
+            await producer.send(
+                settings.topic(topic_of(event.event_type)),
+                value=event.encode(),
+                key=event.aggregate_id.encode(),
+                headers=list(event.headers().items()),
+            )
+            count += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return count
+
+
+async def trickle(settings: Settings, stop: asyncio.Event, seed: int = 7) -> int:
+    """Place a random order every ``demo_order_interval_s`` until ``stop`` is set."""
+    rng = random.Random(seed)
+    placed = 0
+    while not stop.is_set():
+        order = random_order(rng)
+        await produce(settings, [order])
+        placed += 1
+        print(f"placed {order.order_id} for {order.customer_id}: {order.total_amount}", flush=True)
+        try:
+            await asyncio.wait_for(stop.wait(), settings.demo_order_interval_s)
+        except asyncio.TimeoutError:
+            pass
+    return placed

@@ -1,0 +1,29 @@
+"""The one Faust app object, configured from :class:`config.settings.Settings`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import faust
+
+from config.settings import Settings
+from models.saga import SagaPolicy
+
+settings = Settings.from_env()
+policy = SagaPolicy(payment_mode=settings.payment_mode, timeout=timedelta(seconds=settings.saga_timeout_s))
+
+app = faust.App(
+    settings.app_id,
+    broker=settings.broker,
+    store="rocksdb://",
+    datadir=str(settings.data_dir / "worker"),
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication_factor,
+    processing_guarantee=settings.processing_guarantee,
+    producer_acks=-1,
+    web_host=settings.web_host,
+    web_bind=settings.web_host,
+    web_port=settings.web_port,
+    web_enabled=True,
+    consumer_auto_offset_reset="earliest",
+)

@@ -1,0 +1,547 @@
+"""Launch a local single-node Apache Kafka broker (KRaft) for dev, tests, benchmarks.
+
+Jars come from Maven Central (cached), the broker runs as a plain ``java`` subprocess in
+its own process group, so no Docker and no Kafka distribution download are needed.
+
+CLI: ``python -m app.kafka_local start|stop|run [--port N] [--data-dir D]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Self
+
+KAFKA_VERSION = "4.3.1"
+LOG4J_VERSION = "2.25.4"
+CACHE_ENV = "STREAMSAGA_KAFKA_CACHE"
+STOP_TIMEOUT = 20.0
+_TAIL_LINES = 40
+_MVN_TIMEOUT = 900.0
+_FORMAT_TIMEOUT = 120.0
+
+_POM = """<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.streamsaga</groupId>
+  <artifactId>kafka-local</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_2.13</artifactId>
+      <version>{kafka_version}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j-impl</artifactId>
+      <version>{log4j_version}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+
+class KafkaLaunchError(RuntimeError):
+    """Raised when the jars cannot be fetched or the broker cannot be started."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BrokerConfig:
+    """Everything that distinguishes one local broker from another."""
+
+    host: str = "127.0.0.1"
+    port: int = 9092
+    controller_port: int | None = None
+    data_dir: Path
+    heap: str = "512m"
+    partitions: int = 8
+    kafka_version: str = KAFKA_VERSION
+    cache_dir: Path | None = None
+
+    @property
+    def quorum_port(self) -> int:
+        """Controller port in effect, so callers needn't repeat the port+1 default."""
+        return self.controller_port if self.controller_port is not None else self.port + 1
+
+    @property
+    def bootstrap(self) -> str:
+        """bootstrap.servers value that clients pass to reach this broker."""
+        return f"{self.host}:{self.port}"
+
+
+def free_port() -> int:
+    """Return an unused loopback port so tests don't collide with other brokers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cluster_id() -> str:
+    """Return a fresh KRaft cluster id: unpadded base64url of a uuid4 (Kafka's form)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+
+
+def server_properties(cfg: BrokerConfig) -> str:
+    """Render server.properties for a combined broker+controller with dev defaults."""
+    data = cfg.data_dir.resolve()
+    controller = f"127.0.0.1:{cfg.quorum_port}"
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{controller}",
+        "listeners": f"PLAINTEXT://{cfg.bootstrap},CONTROLLER://{controller}",
+        "advertised.listeners": f"PLAINTEXT://{cfg.bootstrap}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data / "logs"),
+        "num.partitions": str(cfg.partitions),
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "8",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "8",
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "false",
+    }
+    return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+def log4j2_properties(cfg: BrokerConfig) -> str:
+    """Render log4j2 config: WARN+ to <data>/broker.log so consoles stay quiet."""
+    log_file = cfg.data_dir.resolve() / "broker.log"
+    return (
+        "status = warn\n"
+        "appender.file.type = File\n"
+        "appender.file.name = FILE\n"
+        f"appender.file.fileName = {log_file}\n"
+        "appender.file.layout.type = PatternLayout\n"
+        "appender.file.layout.pattern = [%d] %p %m (%c)%n\n"
+        "rootLogger.level = WARN\n"
+        "rootLogger.appenderRef.file.ref = FILE\n"
+    )
+
+
+def _default_cache_dir(version: str) -> Path:
+    """Jar cache dir: $STREAMSAGA_KAFKA_CACHE, else a per-version dir in ~/.cache."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "streamsaga" / f"kafka-{version}"
+
+
+def _require(tool: str) -> str:
+    """Locate an external tool or fail with a message that says what to install."""
+    path = shutil.which(tool)
+    if path is None:
+        raise KafkaLaunchError(f"'{tool}' not found on PATH; install it (needs Java 17+ and Maven 3.8+)")
+    return path
+
+
+def _tail(text: str, lines: int = _TAIL_LINES) -> str:
+    """Keep only the last lines of tool output so errors stay readable."""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _file_tail(path: Path) -> str:
+    """Tail of a log file for error messages; empty if it was never written."""
+    try:
+        tail = _tail(path.read_text(errors="replace"))
+    except FileNotFoundError:
+        return ""
+    return f"--- {path.name} ---\n{tail}\n" if tail else ""
+
+
+def _run(cmd: list[str], what: str, cwd: Path, timeout: float) -> None:
+    """Run a helper command; any failure becomes a KafkaLaunchError with output tail."""
+    try:
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise KafkaLaunchError(f"{what} timed out after {timeout:.0f}s: {' '.join(cmd)}") from exc
+    if done.returncode != 0:
+        output = _tail(f"{done.stdout}\n{done.stderr}")
+        raise KafkaLaunchError(f"{what} failed (exit {done.returncode}): {' '.join(cmd)}\n{output}")
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive flock so concurrent processes don't run Maven at once."""
+    with lock_path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(
+                f"waiting for another process to fetch Kafka jars ({lock_path})...",
+                file=sys.stderr,
+            )
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _fetch_jars(cache: Path, libs: Path, version: str) -> None:
+    """Resolve the broker's runtime classpath with Maven into a clean libs dir."""
+    mvn = _require("mvn")
+    _require("java")
+    print(
+        f"fetching Kafka {version} jars with Maven into {libs}...",
+        file=sys.stderr,
+        flush=True,
+    )
+    shutil.rmtree(libs, ignore_errors=True)
+    pom = cache / "pom.xml"
+    pom.write_text(_POM.format(kafka_version=version, log4j_version=LOG4J_VERSION))
+    cmd = [
+        mvn,
+        "-q",
+        "-B",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={libs}",
+        "-DincludeScope=runtime",
+    ]
+    _run(cmd, "Maven jar fetch", cwd=cache, timeout=_MVN_TIMEOUT)
+    if not any(libs.glob("kafka_2.13-*.jar")):
+        raise KafkaLaunchError(f"Maven succeeded but no kafka_2.13 jar landed in {libs}")
+
+
+def ensure_jars(cache_dir: Path | None = None, version: str = KAFKA_VERSION) -> Path:
+    """Return the libs dir with Kafka jars, fetched once per cache dir, process-safe."""
+    cache = cache_dir or _default_cache_dir(version)
+    libs = cache / "libs"
+    marker = cache / f".fetched-{version}"
+    if marker.exists():
+        return libs
+    cache.mkdir(parents=True, exist_ok=True)
+    with _locked(cache / ".lock"):
+        if not marker.exists():
+            _fetch_jars(cache, libs, version)
+            marker.write_text(f"kafka {version}, log4j {LOG4J_VERSION}\n")
+    return libs
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    """Read exactly size bytes or raise, since Kafka responses are length-prefixed."""
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = sock.recv(size - len(chunks))
+        if not chunk:
+            raise ConnectionError("broker closed the connection")
+        chunks += chunk
+    return bytes(chunks)
+
+
+def _metadata_ok(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Raw Metadata v4 request; True once the broker answers and lists itself (= ready).
+
+    A stdlib socket instead of aiokafka: works inside a running event loop and doesn't
+    spam aiokafka connection errors while the broker boots.
+    """
+    client_id = b"kafka-local-probe"
+    payload = struct.pack(">hhih", 3, 4, 1, len(client_id)) + client_id + struct.pack(">i?", -1, False)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">i", len(payload)) + payload)
+            (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+            body = _recv_exact(sock, size)
+    except OSError:
+        return False
+    correlation_id, _throttle_ms, brokers = struct.unpack_from(">iii", body)
+    return bool(correlation_id == 1 and brokers > 0)
+
+
+def _port_free(host: str, port: int) -> bool:
+    """Check a port can be bound, to fail fast instead of after a JVM start."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _is_kafka(pid: int) -> bool:
+    """True if pid is a live (non-zombie) Kafka JVM, so stale pid files kill no one."""
+    if not Path("/proc/self").exists():  # no procfs (macOS): liveness is all we know
+        with contextlib.suppress(OSError):
+            os.kill(pid, 0)
+            return True
+        return False
+    try:
+        return b"kafka.Kafka" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _running_pid(pid_file: Path) -> int | None:
+    """Pid from a pid file if that broker still runs; missing/garbled/stale -> None."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _is_kafka(pid) else None
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the broker's whole process group, ignoring one that already vanished."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Poll until a pid (not our child) is gone or no longer Kafka; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while _is_kafka(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def stop_from_pidfile(data_dir: Path, timeout: float = STOP_TIMEOUT) -> bool:
+    """Stop a broker left running by another process (`start` CLI); True if one ran."""
+    pid_file = data_dir / "broker.pid"
+    pid = _running_pid(pid_file)
+    if pid is not None:
+        _signal_group(pid, signal.SIGTERM)
+        if not _wait_gone(pid, timeout):
+            _signal_group(pid, signal.SIGKILL)
+            _wait_gone(pid, 5.0)
+    pid_file.unlink(missing_ok=True)
+    return pid is not None
+
+
+class LocalKafka:
+    """One local KRaft broker process: start, probe readiness, stop cleanly."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        """bootstrap.servers for clients, e.g. '127.0.0.1:9092'."""
+        return self.config.bootstrap
+
+    @property
+    def pid(self) -> int | None:
+        """Broker JVM pid (= process-group id); None unless started by this object."""
+        return self._proc.pid if self._proc else None
+
+    @property
+    def _data(self) -> Path:
+        """Absolute data dir, so configs stay valid whatever the broker's cwd is."""
+        return self.config.data_dir.resolve()
+
+    def is_running(self) -> bool:
+        """True while the broker process started by this object is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 60.0) -> Self:
+        """Start the broker; block until it serves metadata, so it is usable at once."""
+        if self._proc is not None:
+            raise KafkaLaunchError(f"broker already started by this object (pid {self._proc.pid})")
+        self._check_preconditions()
+        libs = ensure_jars(self.config.cache_dir, self.config.kafka_version)
+        java = _require("java")
+        self._write_configs()
+        self._format_storage(java, libs)
+        try:
+            self._spawn(java, libs)
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM the process group, SIGKILL on timeout, drop pid file; idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+        (self._data / "broker.pid").unlink(missing_ok=True)
+
+    def __enter__(self) -> Self:
+        """Start on entry so `with LocalKafka(cfg) as kafka:` always cleans up."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop on exit, even when the body raised."""
+        self.stop()
+
+    def _check_preconditions(self) -> None:
+        """Fail fast, with advice, on a data dir already in use or on busy ports."""
+        pid = _running_pid(self._data / "broker.pid")
+        if pid is not None:
+            raise KafkaLaunchError(
+                f"a broker (pid {pid}) already uses {self._data}; "
+                "stop it with `python -m app.kafka_local stop --data-dir ...`"
+            )
+        cfg = self.config
+        for host, port in ((cfg.host, cfg.port), ("127.0.0.1", cfg.quorum_port)):
+            if not _port_free(host, port):
+                raise KafkaLaunchError(f"port {port} is already in use; pick another one")
+
+    def _write_configs(self) -> None:
+        """Write server.properties and log4j2.properties into the data dir."""
+        (self._data / "logs").mkdir(parents=True, exist_ok=True)
+        (self._data / "server.properties").write_text(server_properties(self.config))
+        (self._data / "log4j2.properties").write_text(log4j2_properties(self.config))
+
+    def _java(self, java: str, libs: Path, jvm_opts: list[str]) -> list[str]:
+        """JVM command prefix with our log4j2 config and the Maven-fetched classpath."""
+        log4j = f"-Dlog4j2.configurationFile={self._data / 'log4j2.properties'}"
+        return [java, *jvm_opts, log4j, "-cp", str(libs / "*")]
+
+    def _format_storage(self, java: str, libs: Path) -> None:
+        """Format the KRaft log dir once; a formatted dir keeps cluster id and data."""
+        if (self._data / "logs" / "meta.properties").exists():
+            return
+        props = str(self._data / "server.properties")
+        tool = ["kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", props]
+        cmd = self._java(java, libs, []) + tool
+        _run(cmd, "Kafka storage format", cwd=self._data, timeout=_FORMAT_TIMEOUT)
+
+    def _spawn(self, java: str, libs: Path) -> None:
+        """Launch the JVM in its own session so a terminal's Ctrl-C doesn't reach it."""
+        heap = ["-Xms128m", f"-Xmx{self.config.heap}", "-XX:+UseSerialGC"]
+        cmd = self._java(java, libs, heap)
+        cmd += ["kafka.Kafka", str(self._data / "server.properties")]
+        with (self._data / "broker.out").open("wb") as out:
+            self._proc = subprocess.Popen(
+                cmd,
+                cwd=self._data,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        (self._data / "broker.pid").write_text(f"{self._proc.pid}\n")
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Poll with metadata requests; fail early, with log tails, if the JVM dies."""
+        deadline = time.monotonic() + timeout
+        while not _metadata_ok(self.config.host, self.config.port):
+            if not self.is_running():
+                raise KafkaLaunchError(f"broker exited early (code {self._exit_code()})\n" + self._log_tails())
+            if time.monotonic() > deadline:
+                raise KafkaLaunchError(f"broker not ready after {timeout:.0f}s\n{self._log_tails()}")
+            time.sleep(0.2)
+
+    def _exit_code(self) -> int | None:
+        """Exit status of the broker for error messages."""
+        return self._proc.returncode if self._proc else None
+
+    def _log_tails(self) -> str:
+        """Last lines of broker stdout and log4j file, to explain a failed start."""
+        return _file_tail(self._data / "broker.out") + _file_tail(self._data / "broker.log")
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    """Turn SIGTERM into KeyboardInterrupt so `run` stops the broker on both."""
+    raise KeyboardInterrupt
+
+
+def _ignore_stop_signals() -> None:
+    """Ignore further Ctrl-C/SIGTERM so a second press can't abort the clean stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _run_foreground(kafka: LocalKafka, timeout: float) -> int:
+    """Run the broker until Ctrl-C/SIGTERM (exit 0) or until it dies by itself (1)."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        kafka.start(timeout)
+        print(
+            f"Kafka ready at {kafka.bootstrap} (pid {kafka.pid}); Ctrl-C to stop",
+            file=sys.stderr,
+        )
+        while kafka.is_running():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("stopping Kafka...", file=sys.stderr)
+        return 0
+    finally:
+        _ignore_stop_signals()
+        kafka.stop()
+    print(
+        f"Kafka exited unexpectedly; see {kafka.config.data_dir}/broker.log",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse CLI arguments (defaults match `make run`: port 9092, ./.kafka-data)."""
+    parser = argparse.ArgumentParser(prog="python -m app.kafka_local", description="Local single-node Kafka (KRaft).")
+    parser.add_argument(
+        "command",
+        choices=["start", "stop", "run"],
+        help="start detached, stop it, or run in foreground",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=9092,
+        help="client (PLAINTEXT) port; controller uses port+1",
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path(".kafka-data"), help="broker data/log dir")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the process exit code."""
+    args = _parse_args(argv)
+    if args.command == "stop":
+        stopped = stop_from_pidfile(args.data_dir)
+        print(
+            "Kafka stopped" if stopped else f"no running Kafka in {args.data_dir}",
+            file=sys.stderr,
+        )
+        return 0
+    kafka = LocalKafka(BrokerConfig(port=args.port, data_dir=args.data_dir))
+    try:
+        if args.command == "run":
+            return _run_foreground(kafka, args.timeout)
+        kafka.start(args.timeout)
+    except KafkaLaunchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(kafka.bootstrap)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

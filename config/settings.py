@@ -1,0 +1,99 @@
+"""One frozen settings object, read from ``STREAMSAGA_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Mapping
+
+PAYMENT_MODES = ("internal", "external")
+GUARANTEES = ("at_least_once", "exactly_once")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the application cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the application; the README lists them with their defaults."""
+
+    broker: str = "kafka://127.0.0.1:9092"
+    app_id: str = "streamsaga"
+    topic_prefix: str = ""
+    partitions: int = 8
+    replication_factor: int = 1
+    data_dir: Path = Path(".run")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    payment_mode: str = "internal"
+    processing_guarantee: str = "at_least_once"
+    saga_timeout_s: float = 300.0
+    timeout_check_interval_s: float = 30.0
+    retry_attempts: int = 3
+    retry_initial_s: float = 1.0
+    retry_multiplier: float = 2.0
+    retry_max_s: float = 10.0
+    demo_orders: bool = True
+    demo_order_interval_s: float = 1.0
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.payment_mode not in PAYMENT_MODES:
+            raise SettingsError(f"payment_mode must be one of {PAYMENT_MODES}, not {self.payment_mode!r}")
+        if self.processing_guarantee not in GUARANTEES:
+            raise SettingsError(
+                f"processing_guarantee must be one of {GUARANTEES}, not {self.processing_guarantee!r}"
+            )
+        if self.partitions < 1 or self.replication_factor < 1:
+            raise SettingsError("partitions and replication_factor must be at least 1")
+        if self.saga_timeout_s <= 0 or self.timeout_check_interval_s <= 0:
+            raise SettingsError("saga_timeout_s and timeout_check_interval_s must be positive")
+        if self.retry_attempts < 1:
+            raise SettingsError("retry_attempts must be at least 1")
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker list without Faust's ``kafka://`` scheme, for plain clients."""
+        return ",".join(part.split("://", 1)[-1] for part in self.broker.split(";"))
+
+    def topic(self, name: str) -> str:
+        """The full name of a public topic, so tests can share one broker."""
+        return f"{self.topic_prefix}{name}"
+
+    def internal_topic(self, name: str) -> str:
+        """The full name of an internal topic, owned by this application id."""
+        return f"{self.topic_prefix}{self.app_id}-{name}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``STREAMSAGA_<FIELD>`` variables, defaults elsewhere."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            raw = env.get(f"STREAMSAGA_{field.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _convert(field.name, str(field.type), raw)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _convert(name: str, type_name: str, raw: str) -> object:
+    """Turn one environment string into the field's type, naming the variable on failure."""
+    try:
+        if type_name == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        if type_name == "Path":
+            return Path(raw)
+        return raw
+    except ValueError:
+        raise SettingsError(f"STREAMSAGA_{name.upper()}={raw!r} is not a valid {type_name}") from None

@@ -1,0 +1,1 @@
+"""Event records and the pure domain: no Faust, no I/O."""

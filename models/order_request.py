@@ -1,0 +1,75 @@
+"""Turn a ``POST /orders`` body into an ``OrderPlaced`` event, or a list of every error in it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from models.events import MAX_TEXT, OrderLine, OrderPlaced, format_time
+from models.money import parse_money
+
+MAX_LINES = 100
+
+
+def order_from_request(body: Any, now: datetime) -> OrderPlaced | list[str]:
+    """The event to write for a request body, or the errors that stop it, all at once."""
+    if not isinstance(body, dict):
+        return ["body must be a JSON object"]
+    errors: list[str] = []
+    customer_id = body.get("customer_id")
+    if not _is_id(customer_id):
+        errors.append("customer_id must be a non-empty string")
+    order_id = body.get("order_id", None)
+    if order_id is None:
+        order_id = str(uuid.uuid4())
+    elif not _is_id(order_id):
+        errors.append("order_id must be a non-empty string when given")
+    items = body.get("items")
+    lines: list[OrderLine] = []
+    if not isinstance(items, list) or not items:
+        errors.append("items must be a non-empty list")
+    elif len(items) > MAX_LINES:
+        errors.append(f"items may have at most {MAX_LINES} lines")
+    else:
+        for index, item in enumerate(items):
+            line = _line(item, f"items[{index}]", errors)
+            if line is not None:
+                lines.append(line)
+    if errors:
+        return errors
+    total = sum((line.quantity * line.unit_price for line in lines), Decimal("0.00"))
+    return OrderPlaced(
+        event_id=str(uuid.uuid4()),
+        occurred_at=format_time(now),
+        order_id=str(order_id),
+        customer_id=str(customer_id),
+        items=tuple(lines),
+        total_amount=total,
+    )
+
+
+def _line(item: Any, where: str, errors: list[str]) -> OrderLine | None:
+    """One order line, or its errors appended to ``errors``."""
+    if not isinstance(item, dict):
+        errors.append(f"{where} must be an object with sku, quantity and unit_price")
+        return None
+    found = len(errors)
+    sku, quantity = item.get("sku"), item.get("quantity")
+    if not _is_id(sku):
+        errors.append(f"{where}.sku must be a non-empty string")
+    if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity <= 0:
+        errors.append(f"{where}.quantity must be an integer greater than 0")
+    try:
+        price = parse_money(item.get("unit_price"))
+    except ValueError as exc:
+        errors.append(f"{where}.unit_price {exc}")
+    if len(errors) > found:
+        return None
+    return OrderLine(sku=str(sku), quantity=int(quantity), unit_price=price)  # type: ignore[arg-type]
+
+
+def _is_id(value: Any) -> bool:
+    """A usable id: a non-blank string of reasonable length."""
+    return isinstance(value, str) and bool(value.strip()) and len(value) <= MAX_TEXT

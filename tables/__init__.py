@@ -1,0 +1,1 @@
+"""Table definitions: the whole state of the system, readable in one place."""
