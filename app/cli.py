@@ -8,6 +8,7 @@ import agents.ingress  # noqa: F401
 import agents.saga  # noqa: F401
 import agents.stock  # noqa: F401
 import agents.wallet  # noqa: F401
+import app.readiness  # noqa: F401 - registers the start-up task
 import app.web  # noqa: F401 - registers the views
 from app.admin import ensure_topics
 from app.demo import produce, seed_events

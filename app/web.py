@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
+from functools import wraps
+from typing import Any, Awaitable, Callable
 
 import orjson
 from faust import web
 
 from app.faust_app import app
+from app.readiness import is_ready
 from app.topic_names import ORDER_EVENTS
 from app.topics import public
 from models.events import utc_now
@@ -31,6 +33,36 @@ def _json(view: web.View, body: Any, status: int = 200) -> web.Response:
 def _not_found(view: web.View, what: str, key: str) -> web.Response:
     """The contract's 404 for an unknown key."""
     return _json(view, {"error": f"{what} {key!r} not found"}, status=404)
+
+
+View = Callable[..., Awaitable[web.Response]]
+
+
+def owned(table: Any, match_info: str) -> Callable[[View], View]:
+    """Serve a view on the worker that owns the key; 503 while this worker is not ready."""
+
+    def decorate(fun: View) -> View:
+        routed = app.table_route(table=table, match_info=match_info)(fun)
+
+        @wraps(fun)
+        async def view(self: web.View, request: web.Request, **kwargs: Any) -> web.Response:
+            if not is_ready():
+                return _json(self, {"error": "worker is starting or rebalancing, retry shortly"}, status=503)
+            return await routed(self, request, **kwargs)
+
+        return view
+
+    return decorate
+
+
+@app.page("/health")
+class Health(web.View):
+    """200 once this worker can serve views, 503 before; for load balancers and tests."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        """Readiness of this worker."""
+        ready = is_ready()
+        return _json(self, {"ready": ready}, status=200 if ready else 503)
 
 
 @app.page("/orders")
@@ -57,7 +89,7 @@ class Orders(web.View):
 class Order(web.View):
     """One order's saga; ``?wait=SECONDS`` holds the answer until the saga ends."""
 
-    @app.table_route(table=sagas, match_info="order_id")
+    @owned(sagas, "order_id")
     async def get(self, request: web.Request, order_id: str) -> web.Response:
         """The saga's status, step, steps and reason."""
         try:
@@ -90,7 +122,7 @@ async def _wait_for(read: Callable[[], SagaState | None], wait: float) -> SagaSt
 class Inventory(web.View):
     """One sku's stock."""
 
-    @app.table_route(table=stock, match_info="sku")
+    @owned(stock, "sku")
     async def get(self, request: web.Request, sku: str) -> web.Response:
         """Available and reserved units."""
         raw = stock.get(sku)
@@ -103,7 +135,7 @@ class Inventory(web.View):
 class Wallets(web.View):
     """One customer's wallet."""
 
-    @app.table_route(table=wallets, match_info="customer_id")
+    @owned(wallets, "customer_id")
     async def get(self, request: web.Request, customer_id: str) -> web.Response:
         """The balance as a decimal string."""
         raw = wallets.get(customer_id)
@@ -116,7 +148,7 @@ class Wallets(web.View):
 class Customers(web.View):
     """One registered customer."""
 
-    @app.table_route(table=customers, match_info="customer_id")
+    @owned(customers, "customer_id")
     async def get(self, request: web.Request, customer_id: str) -> web.Response:
         """Name and email."""
         raw = customers.get(customer_id)

@@ -1,0 +1,31 @@
+# streamsaga: `make run` to try it, `make test` to prove it.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-unit test-integration lint clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the app with its dev tools
+
+run: $(STAMP) ## Start a local broker, a worker with web views, demo data and orders (Ctrl-C stops all)
+	$(PY) -m app.devstack
+
+test: $(STAMP) ## Unit tests, then integration tests on a real local Kafka broker
+	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/integration tests/e2e -q -m "integration or e2e"
+
+test-unit: $(STAMP) ## Only the tests that need no broker
+	$(PY) -m pytest tests/unit -q
+
+lint: $(STAMP) ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+clean: ## Remove the local state (broker data, tables); keeps .venv and the jar cache
+	rm -rf .run

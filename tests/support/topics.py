@@ -1,0 +1,103 @@
+"""Plain-client topic I/O for tests: write events, read whole topics back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from app.admin import ensure_topics
+from app.demo import produce
+from config.settings import Settings
+from models.events import Event
+
+
+@dataclass(frozen=True)
+class Record:
+    """One message read back from a topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The JSON value."""
+        return orjson.loads(self.value) if self.value is not None else {}
+
+
+def setup_topics(settings: Settings) -> None:
+    """Create the app's topics before anything writes to them."""
+    asyncio.run(ensure_topics(settings))
+
+
+def write_events(settings: Settings, events: Iterable[Event]) -> int:
+    """Write events to their public topics as an outside producer would."""
+    return asyncio.run(produce(settings, events))
+
+
+def write_raw(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+    """Write raw key/value pairs, for malformed input."""
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=4 * 1024 * 1024)
+        await producer.start()
+        try:
+            for key, value in items:
+                await producer.send(topic, value=value, key=key)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
+def read_topic(bootstrap: str, topic: str) -> list[Record]:
+    """Every message now in the topic, all partitions, from the beginning."""
+
+    async def run() -> list[Record]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                    max_partition_fetch_bytes=4 * 1024 * 1024)
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
+            if not partitions:
+                await consumer._client.force_metadata_update()  # noqa: SLF001 - first read of a new topic
+                partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ends = await consumer.end_offsets(partitions)
+            records: list[Record] = []
+            remaining = {tp for tp in partitions if ends[tp] > 0}
+            while remaining:
+                batch = await consumer.getmany(timeout_ms=1000)
+                for tp, messages in batch.items():
+                    for m in messages:
+                        if m.offset < ends[tp]:
+                            records.append(Record(topic, m.partition, m.offset, m.key, m.value, dict(m.headers)))
+                    if await consumer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+            return records
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 1.0) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

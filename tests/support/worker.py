@@ -1,0 +1,134 @@
+"""Run the real ``streamsaga worker`` as a child process, as a user would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from app.kafka_local import free_port
+from config.settings import Settings
+
+STREAMSAGA = str(Path(sys.executable).with_name("streamsaga"))
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``STREAMSAGA_*`` variables that reproduce ``settings`` in a child process."""
+    env = {}
+    for name, value in vars(settings).items():
+        if isinstance(value, bool):
+            value = "1" if value else "0"
+        env[f"STREAMSAGA_{name.upper()}"] = str(value)
+    return env
+
+
+@dataclass
+class Worker:
+    """One worker process with its own web port and data directory."""
+
+    settings: Settings
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """Base URL of this worker's web views."""
+        return f"http://{self.settings.web_host}:{self.settings.web_port}"
+
+    def start(self, timeout: float = 90.0) -> Worker:
+        """Start the worker and wait until its web server answers."""
+        env = {**os.environ, **settings_env(self.settings), **self.extra_env}
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [STREAMSAGA, "worker", "-l", "info"], env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
+            if self._answers():
+                return self
+            time.sleep(0.3)
+        raise TimeoutError(f"worker did not answer within {timeout}s:\n{self.log_tail()}")
+
+    def _answers(self) -> bool:
+        """True once the worker says it is ready to serve views."""
+        try:
+            urllib.request.urlopen(f"{self.url}/health", timeout=2)
+        except (urllib.error.URLError, OSError):
+            return False
+        return True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop gracefully, then by force if it does not go."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def kill(self) -> None:
+        """``kill -9``: no chance to commit, flush or close anything."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def get(self, path: str, timeout: float = 30.0) -> tuple[int, Any]:
+        """GET a web view; returns status and decoded JSON."""
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=timeout) as response:
+                return response.status, _decode(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, _decode(error.read())
+
+    def post(self, path: str, body: bytes, timeout: float = 30.0) -> tuple[int, Any]:
+        """POST raw bytes to a web view; returns status and decoded JSON."""
+        request = urllib.request.Request(f"{self.url}{path}", data=body, method="POST")
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, _decode(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, _decode(error.read())
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The end of the worker's log, for failure messages."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _decode(raw: bytes) -> Any:
+    """JSON where the body is JSON, else the text, so a failure message shows what came back."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode(errors="replace")
+
+
+def new_settings(bootstrap: str, tmp: Path, name: str, **overrides: Any) -> Settings:
+    """Settings for an isolated app: its own topics, app id, data directory and web port."""
+    base = dict(
+        broker=f"kafka://{bootstrap}",
+        app_id=f"ss-{name}",
+        topic_prefix=f"{name}.",
+        partitions=4,
+        data_dir=tmp / name,
+        web_port=free_port(),
+        demo_orders=False,
+    )
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
