@@ -16,7 +16,9 @@ install: $(STAMP) ## Create .venv and install the app with its dev tools
 run: $(STAMP) ## Start a local broker, a worker with web views, demo data and orders (Ctrl-C stops all)
 	$(PY) -m app.devstack
 
-test: $(STAMP) ## Unit tests, then integration tests on a real local Kafka broker
+test: $(STAMP) ## Lint, unit tests, then integration tests on a real local Kafka broker
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest tests/unit -q
 	$(PY) -m pytest tests/integration tests/e2e -q -m "integration or e2e"
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import orjson
 from faust.types import StreamT
 
@@ -16,7 +14,7 @@ from models.events import UserRegistered
 from tables.state import customers
 
 
-def customer_step(customer_id: str, stored: Optional[bytes], message: Message) -> tuple[Optional[bytes], list[Message]]:
+def customer_step(customer_id: str, stored: bytes | None, message: Message) -> tuple[bytes | None, list[Message]]:
     """Keep the latest registration of a customer; a repeat changes nothing."""
     if not isinstance(message, UserRegistered):
         raise TypeError(f"customers do not handle {type(message).__name__}")

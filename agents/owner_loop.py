@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from faust.types import StreamT
 
@@ -15,7 +16,7 @@ from models.events import BadMessage
 log = logging.getLogger(__name__)
 
 #: ``step(key, stored value or None, message) -> (value to store or None, outputs)``
-Step = Callable[[str, Optional[bytes], Message], "tuple[Optional[bytes], list[Message]]"]
+Step = Callable[[str, bytes | None, Message], "tuple[bytes | None, list[Message]]"]
 
 
 async def own_keys(stream: StreamT, table: Any, step: Step) -> None:

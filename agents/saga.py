@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from faust.types import StreamT
 
 from agents.owner_loop import own_keys
@@ -16,7 +14,7 @@ from models.saga import SagaState, transition
 from tables.state import sagas
 
 
-def saga_step(order_id: str, stored: Optional[bytes], message: Message) -> tuple[Optional[bytes], list[Message]]:
+def saga_step(order_id: str, stored: bytes | None, message: Message) -> tuple[bytes | None, list[Message]]:
     """Load the saga, run the pure transition, hand back what changed."""
     state = SagaState.from_json(stored) if stored is not None else None
     new_state, outputs = transition(state, message, utc_now(), policy)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from faust.types import StreamT
 
 from agents.owner_loop import own_keys
@@ -15,7 +13,7 @@ from models.stock import Stock, handle_stock
 from tables.state import stock
 
 
-def stock_step(sku: str, stored: Optional[bytes], message: Message) -> tuple[Optional[bytes], list[Message]]:
+def stock_step(sku: str, stored: bytes | None, message: Message) -> tuple[bytes | None, list[Message]]:
     """Load the sku's stock, apply the message, hand back what changed."""
     current = Stock.from_json(stored) if stored is not None else Stock(sku=sku)
     new, outputs = handle_stock(current, message)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from faust.types import StreamT
 
 from agents.owner_loop import own_keys
@@ -16,7 +14,7 @@ from models.wallet import Wallet, handle_wallet
 from tables.state import wallets
 
 
-def wallet_step(customer_id: str, stored: Optional[bytes], message: Message) -> tuple[Optional[bytes], list[Message]]:
+def wallet_step(customer_id: str, stored: bytes | None, message: Message) -> tuple[bytes | None, list[Message]]:
     """Load the wallet, apply the message, hand back what changed."""
     current = Wallet.from_json(stored) if stored is not None else Wallet(customer_id=customer_id)
     new, outputs = handle_wallet(current, message, utc_now())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -18,10 +20,8 @@ async def ensure_topics(settings: Settings) -> list[str]:
         missing = [name for name in all_topic_names(settings) if name not in existing]
         if missing:
             topics = [NewTopic(name, settings.partitions, settings.replication_factor) for name in missing]
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 await admin.create_topics(topics)
-            except TopicAlreadyExistsError:
-                pass
         return missing
     finally:
         await admin.close()

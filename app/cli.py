@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-
 import agents.customers  # noqa: F401 - registers the agent
 import agents.ingress  # noqa: F401
 import agents.saga  # noqa: F401
 import agents.stock  # noqa: F401
 import agents.wallet  # noqa: F401
-import app.readiness  # noqa: F401 - registers the start-up task
-import app.web  # noqa: F401 - registers the views
+from app import readiness, web  # noqa: F401 - register the start-up task and the views
 from app.admin import ensure_topics
 from app.demo import produce, seed_events
 from app.faust_app import app, settings

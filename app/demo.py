@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Iterable
 
-from aiokafka import AIOKafkaProducer
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from app.topic_names import topic_of
 from config.settings import Settings
@@ -17,8 +19,8 @@ from models.events import Event, FundsAdded, OrderLine, OrderPlaced, StockAdded,
 CUSTOMERS = [(f"customer-{n}", name) for n, name in enumerate(["Ada", "Brian", "Chen", "Dana", "Emeka", "Fatima"], 1)]
 PRODUCTS = {"SKU-APPLE": Decimal("0.50"), "SKU-BREAD": Decimal("2.20"), "SKU-CHEESE": Decimal("7.90"),
             "SKU-DATES": Decimal("4.10"), "SKU-EGGS": Decimal("3.00"), "SKU-FIGS": Decimal("5.50")}
-STOCK = {"SKU-APPLE": 500, "SKU-BREAD": 200, "SKU-CHEESE": 40, "SKU-DATES": 60, "SKU-EGGS": 150, "SKU-FIGS": 5}
-FUNDS = {"customer-1": "500.00", "customer-2": "250.00", "customer-3": "120.00",
+STOCK = {"SKU-APPLE": 5000, "SKU-BREAD": 2000, "SKU-CHEESE": 300, "SKU-DATES": 600, "SKU-EGGS": 1500, "SKU-FIGS": 8}
+FUNDS = {"customer-1": "5000.00", "customer-2": "2500.00", "customer-3": "1200.00",
          "customer-4": "60.00", "customer-5": "30.00", "customer-6": "10.00"}
 
 
@@ -81,8 +83,25 @@ async def trickle(settings: Settings, stop: asyncio.Event, seed: int = 7) -> int
         await produce(settings, [order])
         placed += 1
         print(f"placed {order.order_id} for {order.customer_id}: {order.total_amount}", flush=True)
-        try:
+        with contextlib.suppress(TimeoutError):  # the interval passed without a stop
             await asyncio.wait_for(stop.wait(), settings.demo_order_interval_s)
-        except asyncio.TimeoutError:
-            pass
     return placed
+
+
+async def watch_outcomes(settings: Settings, stop: asyncio.Event) -> None:
+    """Print each order's outcome as the app writes it, so ``make run`` shows the saga at work."""
+    consumer = AIOKafkaConsumer(settings.topic("order-events"), bootstrap_servers=settings.bootstrap_servers,
+                                auto_offset_reset="latest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                for message in messages:
+                    body = orjson.loads(message.value) if message.value else {}
+                    if body.get("event_type") == "OrderConfirmed":
+                        print(f"  confirmed {body['order_id']}: charged {body['total_amount']}", flush=True)
+                    elif body.get("event_type") == "OrderCancelled":
+                        print(f"  cancelled {body['order_id']}: {body['reason']}", flush=True)
+    finally:
+        await consumer.stop()

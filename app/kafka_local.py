@@ -249,7 +249,7 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return bytes(chunks)
 
 
-def _metadata_ok(host: str, port: int, timeout: float = 2.0) -> bool:
+def broker_answers(host: str, port: int, timeout: float = 2.0) -> bool:
     """Raw Metadata v4 request; True once the broker answers and lists itself (= ready).
 
     A stdlib socket instead of aiokafka: works inside a running event loop and doesn't
@@ -451,7 +451,7 @@ class LocalKafka:
     def _wait_ready(self, timeout: float) -> None:
         """Poll with metadata requests; fail early, with log tails, if the JVM dies."""
         deadline = time.monotonic() + timeout
-        while not _metadata_ok(self.config.host, self.config.port):
+        while not broker_answers(self.config.host, self.config.port):
             if not self.is_running():
                 raise KafkaLaunchError(f"broker exited early (code {self._exit_code()})\n" + self._log_tails())
             if time.monotonic() > deadline:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from app.faust_app import app
 
@@ -13,13 +14,15 @@ _metadata_known = asyncio.Event()
 
 def is_ready() -> bool:
     """True once routing by key works and the tables this worker owns are recovered."""
-    return _metadata_known.is_set() and app.tables.recovery.completed.is_set() and not app.rebalancing
+    recovery: Any = app.tables.recovery  # type: ignore[attr-defined]  # the interface omits it
+    return _metadata_known.is_set() and recovery.completed.is_set() and not app.rebalancing
 
 
 @app.task
 async def learn_table_topics() -> None:
     """Fetch partition metadata of every changelog topic, which routing views by key needs."""
-    producer = app.producer._ensure_producer()  # noqa: SLF001 - faust exposes no public hook for this
+    transport: Any = app.producer
+    producer = transport._ensure_producer()  # faust exposes no public hook for this
     for table in app.tables.values():
         await producer.partitions_for(table.changelog_topic.get_topic_name())
     _metadata_known.set()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Mapping
 
 PAYMENT_MODES = ("internal", "external")
 GUARANTEES = ("at_least_once", "exactly_once")

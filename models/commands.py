@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 import orjson
 
@@ -150,7 +150,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
     )
 }
 
-Message = Union[Command, Event]
+Message = Command | Event
 
 
 def decode_message(value: bytes) -> Message:

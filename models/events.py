@@ -6,7 +6,7 @@ import dataclasses
 import typing
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -35,12 +35,12 @@ def derived_event_id(*parts: str) -> str:
 
 def utc_now() -> datetime:
     """The current time in UTC; the only clock the domain is handed."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``, as the contract writes times."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_time(raw: object) -> datetime:
@@ -53,7 +53,7 @@ def parse_time(raw: object) -> datetime:
         raise ValueError(f"is not an RFC 3339 time: {raw!r}") from None
     if moment.tzinfo is None:
         raise ValueError(f"has no UTC offset: {raw!r}")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,11 @@ duplicate message re-sends everything implied, with the same ids, instead of not
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 
@@ -151,6 +152,7 @@ def transition(
         if state is not None and _is_duplicate(state, message):
             return state, implied_outputs(state, now, policy)
         return state, _orphan_outputs(state, message)
+    assert new_state is not None, "only a missing saga stays missing"
     before = {_identity(out) for out in implied_outputs(state, now, policy)} if state else set()
     return new_state, [out for out in implied_outputs(new_state, now, policy) if _identity(out) not in before]
 
@@ -280,7 +282,8 @@ def implied_outputs(state: SagaState, now: datetime, policy: SagaPolicy = SagaPo
         out.append(_event(InventoryReserved, state, now, items=_stock_lines(state, state.lines)))
     if state.failed_lines:
         failed = tuple(
-            FailedLine(sku=sku, requested=req, available=avail) for sku, (req, avail) in sorted(state.failed_lines.items())
+            FailedLine(sku=sku, requested=requested, available=available)
+            for sku, (requested, available) in sorted(state.failed_lines.items())
         )
         out.append(_event(InventoryReservationFailed, state, now, failed_items=failed))
     if state.step == PAYMENT or state.payment is not None:
@@ -364,7 +367,7 @@ def _stock_lines(state: SagaState, lines: dict[str, int]) -> tuple[StockLine, ..
     return tuple(StockLine(sku=sku, quantity=qty) for sku, qty in sorted(lines.items()))
 
 
-def _event(cls: type[Event], state: SagaState, now: datetime, **body: Any) -> Event:
+def _event(cls: type[Any], state: SagaState, now: datetime, **body: Any) -> Event:
     """A public event about this order, its id derived from the order and its type."""
     return cls(
         event_id=derived_event_id(state.order_id, cls.__name__),

@@ -6,6 +6,7 @@ from faust.types import TableT
 
 from app.faust_app import app, settings
 
+
 def _table(name: str, help_text: str) -> TableT:
     """A table keyed by a string id, holding raw JSON bytes, partitioned like its feed."""
     return app.Table(

@@ -1,0 +1,143 @@
+"""``make run``: a local broker, one worker with its web views, demo data and orders; Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from app.admin import ensure_topics
+from app.demo import produce, seed_events, trickle, watch_outcomes
+from app.kafka_local import BrokerConfig, LocalKafka, broker_answers
+from config.settings import Settings
+
+WORKER_START_TIMEOUT_S = 120.0
+ORDER_BODY = '{"customer_id":"customer-1","items":[{"sku":"SKU-EGGS","quantity":2,"unit_price":"3.00"}]}'
+ORDER_EVENT = (
+    '{"event_id":"e-42","event_type":"OrderPlaced","occurred_at":"2026-01-01T00:00:00Z","version":1,'
+    '"order_id":"order-42","customer_id":"customer-2",'
+    '"items":[{"sku":"SKU-BREAD","quantity":1,"unit_price":"2.20"}],"total_amount":"2.20"}'
+)
+
+
+def _say(text: str) -> None:
+    """Progress for the person at the terminal."""
+    print(f"[streamsaga] {text}", flush=True)
+
+
+def start_broker(settings: Settings) -> LocalKafka | None:
+    """Start the local broker, or reuse one that already answers on the configured address."""
+    host, port = settings.bootstrap_servers.split(",")[0].rsplit(":", 1)
+    if broker_answers(host, int(port)):
+        _say(f"using the Kafka broker already at {host}:{port}")
+        return None
+    kafka = LocalKafka(BrokerConfig(host=host, port=int(port), data_dir=settings.data_dir / "kafka"))
+    _say(f"starting Kafka (KRaft) on {host}:{port}; its logs are in {settings.data_dir / 'kafka'}")
+    return kafka.start(timeout=120)
+
+
+def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    """Start ``streamsaga worker`` and wait until its views answer."""
+    log_path = settings.data_dir / "worker.log"
+    _say(f"starting the worker; its log is {log_path}")
+    streamsaga = str(Path(sys.executable).with_name("streamsaga"))
+    process = subprocess.Popen(
+        [streamsaga, "worker", "-l", settings.log_level], stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    deadline = time.monotonic() + WORKER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the worker exited with {process.returncode}; see {log_path}")
+        try:
+            urllib.request.urlopen(f"http://{settings.web_host}:{settings.web_port}/health", timeout=2)
+            return process
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
+    stop_process(process)
+    raise RuntimeError(f"the worker was not ready after {WORKER_START_TIMEOUT_S:.0f}s; see {log_path}")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGTERM the process group, then SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def banner(settings: Settings) -> str:
+    """Where to look and how to drive the running system."""
+    web = f"http://{settings.web_host}:{settings.web_port}"
+    broker = settings.bootstrap_servers
+    return f"""
+  streamsaga is running.  Ctrl-C stops the worker and the broker.
+
+  Web views:   curl {web}/inventory/SKU-APPLE
+               curl {web}/wallets/customer-1
+               curl {web}/customers/customer-1
+               curl -XPOST {web}/orders -d '{ORDER_BODY}'
+               curl '{web}/orders/<order_id>?wait=5'
+  With kcat:   kcat -b {broker} -C -t {settings.topic('order-events')} -f '%k %s\\n'
+               kcat -b {broker} -C -t {settings.topic('saga-events')} -f '%k %s\\n'
+               echo 'order-42|{ORDER_EVENT}' \\
+                 | kcat -b {broker} -P -t {settings.topic('order-events')} -K '|'
+"""
+
+
+async def _demo(settings: Settings) -> None:
+    """Seed once per data directory, then place and watch orders until interrupted."""
+    marker = settings.data_dir / "seeded"
+    if not marker.exists():
+        count = await produce(settings, seed_events())
+        marker.touch()
+        _say(f"seeded {count} demo events (customers, wallets, stock)")
+    print(banner(settings), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(watch_outcomes(settings, stop))]
+    if settings.demo_orders:
+        _say(f"placing a demo order every {settings.demo_order_interval_s}s (STREAMSAGA_DEMO_ORDERS=0 turns it off)")
+        tasks.append(asyncio.create_task(trickle(settings, stop)))
+    await stop.wait()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def main() -> int:
+    """Run everything in the foreground; leave nothing running on exit."""
+    settings = Settings.from_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    kafka = start_broker(settings)
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        asyncio.run(ensure_topics(settings))
+        worker = start_worker(settings)
+        asyncio.run(_demo(settings))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _say("stopping")
+        if worker is not None:
+            stop_process(worker)
+        if kafka is not None:
+            kafka.stop()
+        _say("stopped; state is kept in " + str(settings.data_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
