@@ -14,8 +14,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from support.topics import Record, read_topic, setup_topics, wait_until, write_events
-from support.worker import Worker, new_settings
 
 from app.kafka_local import LocalKafka
 from models.events import (
@@ -28,6 +26,8 @@ from models.events import (
     format_time,
     utc_now,
 )
+from support.topics import Record, read_topic, setup_topics, wait_until, write_events
+from support.worker import Worker, new_settings
 
 pytestmark = pytest.mark.integration
 
