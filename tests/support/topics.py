@@ -44,15 +44,17 @@ def write_events(settings: Settings, events: Iterable[Event]) -> int:
     return asyncio.run(produce(settings, events))
 
 
-def write_raw(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]]) -> None:
-    """Write raw key/value pairs, for malformed input."""
+def write_raw(
+    bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]], partition: int | None = None
+) -> None:
+    """Write raw key/value pairs, for malformed input or a partition of our choosing."""
 
     async def run() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=4 * 1024 * 1024)
         await producer.start()
         try:
             for key, value in items:
-                await producer.send(topic, value=value, key=key)
+                await producer.send(topic, value=value, key=key, partition=partition)
             await producer.flush()
         finally:
             await producer.stop()

@@ -1,0 +1,114 @@
+"""The running worker driven from outside: HTTP views and a producer that partitions its own way."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from app.kafka_local import LocalKafka
+from config.settings import Settings
+from models.events import FundsAdded, OrderLine, OrderPlaced, StockAdded, UserRegistered, format_time, utc_now
+from support.topics import read_topic, setup_topics, wait_until, write_events, write_raw
+from support.worker import Worker, new_settings
+
+pytestmark = pytest.mark.e2e
+
+
+def _ids() -> dict[str, str]:
+    return {"event_id": str(uuid.uuid4()), "occurred_at": format_time(utc_now())}
+
+
+@pytest.fixture(scope="module")
+def running(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Worker]]:
+    """One seeded worker for every test of this module."""
+    tmp: Path = tmp_path_factory.mktemp("web")
+    settings = new_settings(kafka.bootstrap, tmp, "web")
+    setup_topics(settings)
+    write_events(settings, [
+        UserRegistered(**_ids(), customer_id="ann", name="Ann Åström", email="ann@example.com"),
+        FundsAdded(**_ids(), customer_id="ann", amount=Decimal("100.00")),
+        StockAdded(**_ids(), sku="SKU-W", quantity=10),
+    ])
+    worker = Worker(settings, tmp / "worker.log").start()
+    try:
+        wait_until(lambda: worker.get("/wallets/ann")[0] == 200 and worker.get("/inventory/SKU-W")[0] == 200,
+                   60, "seed data")
+        yield settings, worker
+    finally:
+        worker.stop()
+
+
+def test_post_order_then_wait_for_its_outcome(running: tuple[Settings, Worker]) -> None:
+    _, worker = running
+    status, body = worker.post("/orders", orjson.dumps(
+        {"customer_id": "ann", "items": [{"sku": "SKU-W", "quantity": 2, "unit_price": "4.50"}]}))
+    assert status == 202
+    assert body["location"] == f"/orders/{body['order_id']}"
+    status, saga = worker.get(body["location"] + "?wait=20")
+    assert status == 200
+    assert saga["status"] == "COMPLETED" and saga["reason"] is None
+    assert saga["steps"] == {"INVENTORY_RESERVATION": "COMPLETED", "PAYMENT_PROCESSING": "COMPLETED",
+                             "ORDER_CONFIRMATION": "COMPLETED"}
+    assert saga["started_at"] <= saga["updated_at"]
+    wait_until(lambda: worker.get("/inventory/SKU-W")[1]["reserved"] == 0, 30, "the hold to be committed")
+    assert worker.get("/inventory/SKU-W")[1] == {"sku": "SKU-W", "available": 8, "reserved": 0}
+    assert worker.get("/wallets/ann")[1] == {"customer_id": "ann", "balance": "91.00"}
+    assert worker.get("/customers/ann")[1] == {"customer_id": "ann", "name": "Ann Åström", "email": "ann@example.com"}
+
+
+def test_post_with_chosen_order_id_out_of_stock(running: tuple[Settings, Worker]) -> None:
+    _, worker = running
+    lines = [{"sku": "SKU-W", "quantity": 999, "unit_price": "1.00"}]
+    status, body = worker.post("/orders", orjson.dumps({"order_id": "web-oos", "customer_id": "ann", "items": lines}))
+    assert (status, body["order_id"]) == (202, "web-oos")
+    saga = worker.get("/orders/web-oos?wait=20")[1]
+    assert (saga["status"], saga["step"], saga["reason"]) == ("FAILED", "INVENTORY_RESERVATION", "OUT_OF_STOCK")
+
+
+def test_bad_bodies_get_every_error_and_write_nothing(kafka: LocalKafka, running: tuple[Settings, Worker]) -> None:
+    settings, worker = running
+    before = len(read_topic(kafka.bootstrap, settings.topic("order-events")))
+    status, body = worker.post("/orders", b"{broken")
+    assert (status, body) == (400, {"errors": ["body is not JSON"]})
+    status, body = worker.post("/orders", orjson.dumps(
+        {"customer_id": "", "items": [{"sku": "A", "quantity": 0, "unit_price": 2.5}, "x"]}))
+    assert status == 400
+    assert body["errors"] == [
+        "customer_id must be a non-empty string",
+        "items[0].quantity must be an integer greater than 0",
+        "items[0].unit_price must be a decimal string with at most two places, got 2.5",
+        "items[1] must be an object with sku, quantity and unit_price",
+    ]
+    assert worker.post("/orders", orjson.dumps({"customer_id": "ann", "items": []}))[0] == 400
+    assert worker.post("/orders", orjson.dumps([1]))[0] == 400
+    assert len(read_topic(kafka.bootstrap, settings.topic("order-events"))) == before
+
+
+@pytest.mark.parametrize("path", ["/orders/nope", "/inventory/nope", "/wallets/nope", "/customers/nope"])
+def test_unknown_keys_are_404_with_an_error(running: tuple[Settings, Worker], path: str) -> None:
+    status, body = running[1].get(path)
+    assert status == 404 and "not found" in body["error"]
+
+
+def test_bad_wait_is_400(running: tuple[Settings, Worker]) -> None:
+    assert running[1].get("/orders/x?wait=soon")[0] == 400
+
+
+def test_order_on_any_partition_reaches_its_saga(kafka: LocalKafka, running: tuple[Settings, Worker]) -> None:
+    """A producer with another partitioner (kcat's default is CRC32) still gets one saga per order."""
+    settings, worker = running
+    order = OrderPlaced(**_ids(), order_id="web-any-partition", customer_id="ann",
+                        items=(OrderLine(sku="SKU-W", quantity=1, unit_price=Decimal("1.00")),),
+                        total_amount=Decimal("1.00"))
+    for partition in range(settings.partitions):  # the same order on every partition: one effect
+        write_raw(kafka.bootstrap, settings.topic("order-events"), [(order.order_id.encode(), order.encode())],
+                  partition=partition)
+    assert worker.get(f"/orders/{order.order_id}?wait=20")[1]["status"] == "COMPLETED"
+    charged = [r for r in read_topic(kafka.bootstrap, settings.topic("payment-events"))
+               if r.body.get("event_type") == "PaymentProcessed" and r.body["order_id"] == order.order_id]
+    assert len({r.body["event_id"] for r in charged}) == 1
