@@ -27,6 +27,7 @@ class Settings:
     data_dir: Path = Path(".run")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    web_bind: str = ""
     payment_mode: str = "internal"
     processing_guarantee: str = "at_least_once"
     saga_timeout_s: float = 300.0
