@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -53,6 +54,13 @@ class Settings:
             raise SettingsError("saga_timeout_s and timeout_check_interval_s must be positive")
         if self.retry_attempts < 1:
             raise SettingsError("retry_attempts must be at least 1")
+        if not 0 < self.web_port < 65536:
+            raise SettingsError(f"web_port must be from 1 to 65535, not {self.web_port}")
+        for name in ("retry_initial_s", "retry_max_s", "demo_order_interval_s"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name} must not be negative")
+        if self.retry_multiplier < 1:
+            raise SettingsError("retry_multiplier must be at least 1")
 
     @property
     def bootstrap_servers(self) -> str:
@@ -92,7 +100,10 @@ def _convert(name: str, type_name: str, raw: str) -> object:
         if type_name == "int":
             return int(raw)
         if type_name == "float":
-            return float(raw)
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError(raw)
+            return value
         if type_name == "Path":
             return Path(raw)
         return raw

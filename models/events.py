@@ -18,6 +18,7 @@ SCHEMA_VERSION = 1
 _NAMESPACE = uuid.UUID("6f1c2a4e-8d0b-4a8e-9b61-3c7f2e5d9a10")
 CANCEL_REASONS = ("OUT_OF_STOCK", "PAYMENT_DECLINED", "TIMEOUT")
 MAX_TEXT = 1000
+MAX_QUANTITY = 1_000_000
 
 
 class BadMessage(ValueError):
@@ -30,7 +31,7 @@ class BadMessage(ValueError):
 
 def derived_event_id(*parts: str) -> str:
     """An event id made from its cause, so a re-sent event keeps the id of the first send."""
-    return str(uuid.uuid5(_NAMESPACE, "/".join(parts)))
+    return str(uuid.uuid5(_NAMESPACE, orjson.dumps(parts).decode()))
 
 
 def utc_now() -> datetime:
@@ -141,8 +142,8 @@ class OrderPlaced(Event):
         if not self.items:
             raise ValueError("items must not be empty")
         for line in self.items:
-            if line.quantity <= 0:
-                raise ValueError(f"quantity of {line.sku!r} must be greater than 0")
+            if not 0 < line.quantity <= MAX_QUANTITY:
+                raise ValueError(f"quantity of {line.sku!r} must be from 1 to {MAX_QUANTITY}")
         expected = sum((line.quantity * line.unit_price for line in self.items), Decimal("0.00"))
         if expected != self.total_amount:
             raise ValueError(f"total_amount {format_money(self.total_amount)} != sum of lines {format_money(expected)}")
@@ -181,8 +182,8 @@ class StockAdded(Event):
 
     def validate(self) -> None:
         """Stock only ever arrives in positive amounts."""
-        if self.quantity <= 0:
-            raise ValueError("quantity must be greater than 0")
+        if not 0 < self.quantity <= MAX_QUANTITY:
+            raise ValueError(f"quantity must be from 1 to {MAX_QUANTITY}")
 
 
 @dataclass(frozen=True)
@@ -357,13 +358,16 @@ def event_from_body(body: dict[str, Any]) -> Event:
     if version > SCHEMA_VERSION:
         raise BadMessage(f"unsupported version {version} of {event_type} (this reader knows {SCHEMA_VERSION})")
     try:
-        _text(body.get("event_id"))
-        parse_time(body.get("occurred_at"))
+        for name, read in (("event_id", _text), ("occurred_at", parse_time)):
+            try:
+                read(body.get(name))
+            except ValueError as exc:
+                raise ValueError(f"field {name!r} {exc}") from None
         event = build_record(cls, body)
         validate = getattr(event, "validate", None)
         if validate is not None:
             validate()
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, ArithmeticError) as exc:
         raise BadMessage(f"invalid {event_type}: {exc}") from None
     return event
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-_MONEY = re.compile(r"^\d{1,15}(\.\d{1,2})?$")
+_MONEY = re.compile(r"\A[0-9]{1,15}(\.[0-9]{1,2})?\Z")
+MAX_MONEY = Decimal("999999999999999.99")
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 

@@ -7,8 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from models.events import MAX_TEXT, OrderLine, OrderPlaced, format_time
-from models.money import parse_money
+from models.events import MAX_QUANTITY, MAX_TEXT, OrderLine, OrderPlaced, format_time
+from models.money import MAX_MONEY, format_money, parse_money
 
 MAX_LINES = 100
 
@@ -37,9 +37,11 @@ def order_from_request(body: Any, now: datetime) -> OrderPlaced | list[str]:
             line = _line(item, f"items[{index}]", errors)
             if line is not None:
                 lines.append(line)
+    total = sum((line.quantity * line.unit_price for line in lines), Decimal("0.00"))
+    if total > MAX_MONEY:
+        errors.append(f"the order's total {format_money(total)} is more than {format_money(MAX_MONEY)}")
     if errors:
         return errors
-    total = sum((line.quantity * line.unit_price for line in lines), Decimal("0.00"))
     return OrderPlaced(
         event_id=str(uuid.uuid4()),
         occurred_at=format_time(now),
@@ -59,8 +61,8 @@ def _line(item: Any, where: str, errors: list[str]) -> OrderLine | None:
     sku, quantity = item.get("sku"), item.get("quantity")
     if not _is_id(sku):
         errors.append(f"{where}.sku must be a non-empty string")
-    if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity <= 0:
-        errors.append(f"{where}.quantity must be an integer greater than 0")
+    if not isinstance(quantity, int) or isinstance(quantity, bool) or not 0 < quantity <= MAX_QUANTITY:
+        errors.append(f"{where}.quantity must be an integer from 1 to {MAX_QUANTITY}")
     try:
         price = parse_money(item.get("unit_price"))
     except ValueError as exc:

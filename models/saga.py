@@ -280,7 +280,7 @@ def implied_outputs(state: SagaState, now: datetime, policy: SagaPolicy = SagaPo
     ]
     if state.steps.get(INVENTORY) == COMPLETED:
         out.append(_event(InventoryReserved, state, now, items=_stock_lines(state, state.lines)))
-    if state.failed_lines:
+    if state.failed_lines and state.is_terminal:
         failed = tuple(
             FailedLine(sku=sku, requested=requested, available=available)
             for sku, (requested, available) in sorted(state.failed_lines.items())
@@ -299,12 +299,12 @@ def implied_outputs(state: SagaState, now: datetime, policy: SagaPolicy = SagaPo
 
 
 def _payment_request(state: SagaState, now: datetime, policy: SagaPolicy, awaiting: bool) -> list[Output]:
-    """Ask for the money: a wallet command while awaited, or the gateway's event."""
+    """Ask for the money while the answer is awaited: a wallet command, or the gateway's event."""
+    if not awaiting or state.payment is not None:
+        return []
     if policy.payment_mode == "external":
         return [_event(PaymentRequested, state, now, customer_id=state.customer_id, amount=state.total_amount)]
-    if awaiting and state.payment is None:
-        return [ChargeWallet(order_id=state.order_id, customer_id=state.customer_id, amount=state.total_amount)]
-    return []
+    return [ChargeWallet(order_id=state.order_id, customer_id=state.customer_id, amount=state.total_amount)]
 
 
 def _compensation(state: SagaState, now: datetime, policy: SagaPolicy) -> list[Output]:

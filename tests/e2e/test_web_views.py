@@ -80,7 +80,7 @@ def test_bad_bodies_get_every_error_and_write_nothing(kafka: LocalKafka, running
     assert status == 400
     assert body["errors"] == [
         "customer_id must be a non-empty string",
-        "items[0].quantity must be an integer greater than 0",
+        "items[0].quantity must be an integer from 1 to 1000000",
         "items[0].unit_price must be a decimal string with at most two places, got 2.5",
         "items[1] must be an object with sku, quantity and unit_price",
     ]

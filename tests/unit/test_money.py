@@ -99,5 +99,5 @@ def test_format_parse_round_trip(text: str) -> None:
 
 
 def test_constants() -> None:
-    assert CENT == Decimal("0.01")
-    assert ZERO == Decimal("0") and format_money(ZERO) == "0.00"
+    assert Decimal("0.01") == CENT
+    assert Decimal("0") == ZERO and format_money(ZERO) == "0.00"

@@ -1,0 +1,219 @@
+"""config.settings: defaults, STREAMSAGA_* parsing, validation and topic naming."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from config.settings import GUARANTEES, PAYMENT_MODES, Settings, SettingsError
+
+DEFAULTS = {
+    "broker": "kafka://127.0.0.1:9092",
+    "app_id": "streamsaga",
+    "topic_prefix": "",
+    "partitions": 8,
+    "replication_factor": 1,
+    "data_dir": Path(".run"),
+    "web_host": "127.0.0.1",
+    "web_port": 6066,
+    "web_bind": "",
+    "payment_mode": "internal",
+    "processing_guarantee": "at_least_once",
+    "saga_timeout_s": 300.0,
+    "timeout_check_interval_s": 30.0,
+    "retry_attempts": 3,
+    "retry_initial_s": 1.0,
+    "retry_multiplier": 2.0,
+    "retry_max_s": 10.0,
+    "demo_orders": True,
+    "demo_order_interval_s": 1.0,
+    "log_level": "info",
+}
+
+
+def env(**values: str) -> dict[str, str]:
+    """An environment with ``STREAMSAGA_<NAME>`` set for each keyword."""
+    return {f"STREAMSAGA_{name.upper()}": value for name, value in values.items()}
+
+
+def test_defaults_match_the_contract_and_readme() -> None:
+    assert dataclasses.asdict(Settings()) == DEFAULTS
+    assert set(DEFAULTS) == {f.name for f in dataclasses.fields(Settings)}
+
+
+def test_empty_environment_gives_the_defaults() -> None:
+    assert Settings.from_env({}) == Settings()
+
+
+def test_unrelated_variables_are_ignored() -> None:
+    assert Settings.from_env({"PARTITIONS": "3", "STREAMSAGA_NOPE": "1", "streamsaga_partitions": "3"}) == Settings()
+
+
+def test_empty_values_mean_default() -> None:
+    assert Settings.from_env(env(partitions="", demo_orders="", broker="")) == Settings()
+
+
+def test_reads_os_environ_when_no_mapping_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMSAGA_PARTITIONS", "4")
+    monkeypatch.setenv("STREAMSAGA_TOPIC_PREFIX", "run7-")
+    settings = Settings.from_env()
+    assert settings.partitions == 4
+    assert settings.topic_prefix == "run7-"
+
+
+def test_every_kind_of_value_is_parsed() -> None:
+    settings = Settings.from_env(
+        env(
+            broker="kafka://k1:9092;kafka://k2:9093",
+            app_id="saga-test",
+            topic_prefix="t1-",
+            partitions="4",
+            replication_factor="3",
+            data_dir="/tmp/streamsaga-data",
+            web_port="7000",
+            web_bind="0.0.0.0",
+            payment_mode="external",
+            processing_guarantee="exactly_once",
+            saga_timeout_s="2.5",
+            timeout_check_interval_s="0.25",
+            retry_attempts="5",
+            retry_initial_s="0.1",
+            retry_multiplier="3",
+            retry_max_s="60",
+            demo_orders="false",
+            demo_order_interval_s="0.5",
+            log_level="debug",
+        )
+    )
+    assert settings.partitions == 4 and type(settings.partitions) is int
+    assert settings.replication_factor == 3
+    assert settings.data_dir == Path("/tmp/streamsaga-data") and isinstance(settings.data_dir, Path)
+    assert settings.web_port == 7000
+    assert settings.web_bind == "0.0.0.0"
+    assert settings.payment_mode == "external"
+    assert settings.processing_guarantee == "exactly_once"
+    assert settings.saga_timeout_s == 2.5 and type(settings.saga_timeout_s) is float
+    assert settings.timeout_check_interval_s == 0.25
+    assert settings.retry_attempts == 5
+    assert (settings.retry_initial_s, settings.retry_multiplier, settings.retry_max_s) == (0.1, 3.0, 60.0)
+    assert type(settings.retry_multiplier) is float
+    assert settings.demo_orders is False
+    assert settings.demo_order_interval_s == 0.5
+    assert (settings.app_id, settings.topic_prefix, settings.log_level) == ("saga-test", "t1-", "debug")
+
+
+@pytest.mark.parametrize("raw", ["1", "true", "TRUE", "True", "yes", "Yes", "on", "ON"])
+def test_true_bools(raw: str) -> None:
+    assert Settings.from_env(env(demo_orders=raw)).demo_orders is True
+
+
+@pytest.mark.parametrize("raw", ["0", "false", "FALSE", "no", "No", "off", "OFF"])
+def test_false_bools(raw: str) -> None:
+    assert Settings.from_env(env(demo_orders=raw)).demo_orders is False
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("demo_orders", "maybe"),
+        ("demo_orders", "2"),
+        ("partitions", "four"),
+        ("partitions", "4.0"),
+        ("web_port", "80a"),
+        ("retry_attempts", "1e3"),
+        ("saga_timeout_s", "soon"),
+        ("retry_initial_s", "1,5"),
+    ],
+)
+def test_unparsable_values_raise_naming_the_variable(name: str, raw: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env(**{name: raw}))
+    message = str(caught.value)
+    assert f"STREAMSAGA_{name.upper()}" in message
+    assert repr(raw) in message
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("payment_mode", "paypal"),
+        ("payment_mode", "INTERNAL"),
+        ("processing_guarantee", "exactly-once"),
+        ("partitions", "0"),
+        ("partitions", "-1"),
+        ("replication_factor", "0"),
+        ("saga_timeout_s", "0"),
+        ("saga_timeout_s", "-5"),
+        ("timeout_check_interval_s", "0"),
+        ("retry_attempts", "0"),
+    ],
+)
+def test_out_of_range_values_raise_naming_the_setting(name: str, raw: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env(**{name: raw}))
+    assert name in str(caught.value).lower()
+
+
+@pytest.mark.parametrize("name", ["saga_timeout_s", "timeout_check_interval_s"])
+@pytest.mark.parametrize("raw", ["nan", "NaN", "inf", "-inf"])
+def test_non_finite_timeouts_are_refused(name: str, raw: str) -> None:
+    """float() reads "nan"/"inf"; a NaN passes every `<= 0` check, and timedelta(seconds=nan) fails later."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env(**{name: raw}))
+    assert name in str(caught.value).lower()
+
+
+def test_settings_error_is_a_value_error() -> None:
+    assert issubclass(SettingsError, ValueError)
+
+
+def test_constructor_validates_too() -> None:
+    with pytest.raises(SettingsError, match="payment_mode"):
+        Settings(payment_mode="cash")
+    with pytest.raises(SettingsError, match="retry_attempts"):
+        Settings(retry_attempts=0)
+
+
+def test_known_choices() -> None:
+    assert PAYMENT_MODES == ("internal", "external")
+    assert GUARANTEES == ("at_least_once", "exactly_once")
+    for mode in PAYMENT_MODES:
+        assert Settings(payment_mode=mode).payment_mode == mode
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.partitions = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("broker", "servers"),
+    [
+        ("kafka://127.0.0.1:9092", "127.0.0.1:9092"),
+        ("127.0.0.1:9092", "127.0.0.1:9092"),
+        ("kafka://k1:9092;kafka://k2:9093", "k1:9092,k2:9093"),
+        ("kafka://k1:9092;k2:9093", "k1:9092,k2:9093"),
+    ],
+)
+def test_bootstrap_servers_strips_the_kafka_scheme(broker: str, servers: str) -> None:
+    assert Settings(broker=broker).bootstrap_servers == servers
+
+
+def test_default_bootstrap_servers() -> None:
+    assert Settings().bootstrap_servers == "127.0.0.1:9092"
+
+
+def test_topic_names_without_prefix() -> None:
+    settings = Settings()
+    assert settings.topic("order-events") == "order-events"
+    assert settings.internal_topic("saga-replies") == "streamsaga-saga-replies"
+
+
+def test_topic_names_with_prefix() -> None:
+    settings = Settings.from_env(env(topic_prefix="t42-", app_id="shop"))
+    assert settings.topic("order-events") == "t42-order-events"
+    assert settings.topic("order-events.DLQ") == "t42-order-events.DLQ"
+    assert settings.internal_topic("stock-commands") == "t42-shop-stock-commands"
