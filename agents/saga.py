@@ -13,20 +13,19 @@ from app.topics import internal
 from models import commands
 from models.commands import Message, SagaTimeout
 from models.events import parse_time, utc_now
-from models.saga import SagaState, transition
+from models.handlers import Handled, saga_step
+from models.saga import SagaState
 from tables.state import saga_deadlines, sagas
 
 log = logging.getLogger(__name__)
 
 
-def saga_step(order_id: str, stored: bytes | None, message: Message) -> tuple[bytes | None, list[Message]]:
-    """Load the saga, run the pure transition, keep the deadline index, hand back what changed."""
-    state = SagaState.from_json(stored) if stored is not None else None
-    new_state, outputs = transition(state, message, utc_now(), policy)
-    if new_state is not None:
-        _track_deadline(order_id, new_state)
-    changed = new_state is not None and new_state is not state
-    return (new_state.to_json() if changed and new_state is not None else None), outputs
+def _step(order_id: str, stored: bytes | None, message: Message) -> Handled:
+    """The saga handler at the current time; keeps the deadline index beside the saga."""
+    new_stored, outputs, state = saga_step(stored, message, utc_now(), policy)
+    if state is not None:
+        _track_deadline(order_id, state)
+    return new_stored, outputs
 
 
 def _track_deadline(order_id: str, state: SagaState) -> None:
@@ -41,7 +40,7 @@ def _track_deadline(order_id: str, state: SagaState) -> None:
 @app.agent(internal[commands.SAGA], name="saga")
 async def saga_agent(stream: StreamT) -> None:
     """Run every order's saga on the worker that owns its order id."""
-    await own_keys(stream, sagas, saga_step)
+    await own_keys(stream, sagas, _step)
 
 
 @app.timer(interval=settings.timeout_check_interval_s)

@@ -12,9 +12,9 @@ from decimal import Decimal
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from app.topic_names import topic_of
 from config.settings import Settings
 from models.events import Event, FundsAdded, OrderLine, OrderPlaced, StockAdded, UserRegistered, format_time, utc_now
+from models.topics import topic_of
 
 CUSTOMERS = [(f"customer-{n}", name) for n, name in enumerate(["Ada", "Brian", "Chen", "Dana", "Emeka", "Fatima"], 1)]
 PRODUCTS = {"SKU-APPLE": Decimal("0.50"), "SKU-BREAD": Decimal("2.20"), "SKU-CHEESE": Decimal("7.90"),

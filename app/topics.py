@@ -5,8 +5,9 @@ from __future__ import annotations
 from faust.types import TopicT
 
 from app.faust_app import app, settings
-from app.topic_names import INTERNAL_TOPICS, PUBLIC_TOPICS, dead_letter_name, topic_of
+from app.topic_names import INTERNAL_TOPICS, dead_letter_name
 from models.events import Event
+from models.topics import PUBLIC_TOPICS, topic_of
 
 
 def _declare(name: str) -> TopicT:

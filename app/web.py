@@ -13,12 +13,12 @@ from faust import web
 
 from app.faust_app import app
 from app.readiness import is_ready
-from app.topic_names import ORDER_EVENTS
 from app.topics import public
 from models.events import utc_now
 from models.order_request import order_from_request
 from models.saga import SagaState
 from models.stock import Stock
+from models.topics import ORDER_EVENTS
 from models.wallet import Wallet
 from tables.state import customers, sagas, stock, wallets
 
