@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration lint clean
+.PHONY: install run test test-unit lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,6 +24,9 @@ test: $(STAMP) ## Lint, unit tests, then integration tests on a real local Kafka
 
 test-unit: $(STAMP) ## Only the tests that need no broker
 	$(PY) -m pytest tests/unit -q
+
+bench: $(STAMP) ## Throughput, latency and recovery beside a raw aiokafka ceiling (BENCH_ARGS=--orders 50000 ...)
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .

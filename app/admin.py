@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -9,6 +10,16 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from app.topic_names import all_topic_names
 from config.settings import Settings
+
+
+async def _until_led(admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0) -> None:
+    """Wait until every partition of new topics has a leader, so the first writes do not bounce."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        described = await admin.describe_topics(names)
+        if all(t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"]) for t in described):
+            return
+        await asyncio.sleep(0.2)
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
@@ -22,6 +33,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
             topics = [NewTopic(name, settings.partitions, settings.replication_factor) for name in missing]
             with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 await admin.create_topics(topics)
+            await _until_led(admin, missing)
         return missing
     finally:
         await admin.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 PAYMENT_MODES = ("internal", "external")
 GUARANTEES = ("at_least_once", "exactly_once")
+LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
 
 
 class SettingsError(ValueError):
@@ -48,6 +49,8 @@ class Settings:
             raise SettingsError(
                 f"processing_guarantee must be one of {GUARANTEES}, not {self.processing_guarantee!r}"
             )
+        if self.log_level not in LOG_LEVELS:
+            raise SettingsError(f"log_level must be one of {LOG_LEVELS}, not {self.log_level!r}")
         if self.partitions < 1 or self.replication_factor < 1:
             raise SettingsError("partitions and replication_factor must be at least 1")
         if self.saga_timeout_s <= 0 or self.timeout_check_interval_s <= 0:
@@ -74,6 +77,16 @@ class Settings:
     def internal_topic(self, name: str) -> str:
         """The full name of an internal topic, owned by this application id."""
         return f"{self.topic_prefix}{self.app_id}-{name}"
+
+    def to_env(self) -> dict[str, str]:
+        """The ``STREAMSAGA_*`` variables that reproduce these settings in a child process."""
+        env = {}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool):
+                value = "1" if value else "0"
+            env[f"STREAMSAGA_{field.name.upper()}"] = str(value)
+        return env
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -21,16 +21,6 @@ from config.settings import Settings
 STREAMSAGA = str(Path(sys.executable).with_name("streamsaga"))
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The ``STREAMSAGA_*`` variables that reproduce ``settings`` in a child process."""
-    env = {}
-    for name, value in vars(settings).items():
-        if isinstance(value, bool):
-            value = "1" if value else "0"
-        env[f"STREAMSAGA_{name.upper()}"] = str(value)
-    return env
-
-
 @dataclass
 class Worker:
     """One worker process with its own web port and data directory."""
@@ -47,7 +37,7 @@ class Worker:
 
     def start(self, timeout: float = 90.0) -> Worker:
         """Start the worker and wait until its web server answers."""
-        env = {**os.environ, **settings_env(self.settings), **self.extra_env}
+        env = {**os.environ, **self.settings.to_env(), **self.extra_env}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [STREAMSAGA, "worker", "-l", "info"], env=env, stdout=log, stderr=subprocess.STDOUT,

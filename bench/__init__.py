@@ -1,0 +1,1 @@
+"""``make bench``: throughput, latency and recovery of the saga, beside a raw-client ceiling."""

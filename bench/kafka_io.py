@@ -1,0 +1,90 @@
+"""Fast plain-client helpers for the benchmark: bulk writes, counting outcomes, reading timestamps."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+TERMINAL = (b'"event_type":"OrderConfirmed"', b'"event_type":"OrderCancelled"')
+
+
+async def bulk_write(bootstrap: str, topic: str, items: Iterable[tuple[bytes, bytes]],
+                     progress: Callable[[int], None] | None = None) -> int:
+    """Write key/value pairs as fast as the client goes; returns how many."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20,
+                                max_batch_size=256 * 1024, compression_type=None)
+    await producer.start()
+    count = 0
+    try:
+        for key, value in items:
+            await producer.send(topic, value=value, key=key)
+            count += 1
+            if progress is not None and count % 10_000 == 0:
+                progress(count)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return count
+
+
+async def end_offsets(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    """Sum of end offsets per topic: how many records each holds."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        totals: dict[str, int] = {}
+        for topic in topics:
+            parts = consumer.partitions_for_topic(topic)
+            if not parts:
+                await consumer._client.force_metadata_update()  # noqa: SLF001 - a topic created after start
+                parts = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in parts]
+            ends = await consumer.end_offsets(tps) if tps else {}
+            totals[topic] = sum(ends.values())
+        return totals
+    finally:
+        await consumer.stop()
+
+
+async def terminal_times(bootstrap: str, topic: str, wanted: set[str], timeout: float,
+                         progress: Callable[[int], None] | None = None) -> dict[str, float]:
+    """Follow ``topic`` from the start until every wanted order has its outcome; order id -> record time (s)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    seen: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while len(seen) < len(wanted) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=20_000)
+            for messages in batch.values():
+                for message in messages:
+                    if message.value and any(marker in message.value for marker in TERMINAL):
+                        order_id = orjson.loads(message.value)["order_id"]
+                        if order_id in wanted and order_id not in seen:
+                            seen[order_id] = message.timestamp / 1000
+            if progress is not None:
+                progress(len(seen))
+        return seen
+    finally:
+        await consumer.stop()
+
+
+def run(coroutine: object) -> object:
+    """asyncio.run with a name that reads well at the call site."""
+    return asyncio.run(coroutine)  # type: ignore[arg-type]
+
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int = 8) -> None:
+    """Create topics for the benchmark's own use (the local broker does not auto-create)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+    finally:
+        await admin.close()

@@ -1,0 +1,321 @@
+"""``make bench``: measure in one run, on one local broker, a raw aiokafka ceiling, saga throughput,
+latency at half the maximum rate, recovery, and the worker's CPU and peak RSS. Prints a table and
+writes JSON under ``bench/results/``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.admin import ensure_topics  # noqa: E402
+from app.demo import produce  # noqa: E402
+from app.devstack import start_worker, stop_process  # noqa: E402
+from app.kafka_local import BrokerConfig, LocalKafka, free_port  # noqa: E402
+from app.topic_names import all_topic_names  # noqa: E402
+from bench import kafka_io, procstat, workload  # noqa: E402
+from config.settings import Settings  # noqa: E402
+from models.stock import Stock  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def say(text: str) -> None:
+    """Progress on stderr, so the table on stdout stays clean."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def progress(label: str, total: int) -> Any:
+    """A callback printing ``label done/total`` at most twice a second."""
+    last = [0.0]
+
+    def show(done: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.5 or done >= total:
+            last[0] = now
+            bar = "#" * int(30 * done / max(total, 1))
+            print(f"\r  {label} [{bar:<30}] {done}/{total}", end="\n" if done >= total else "",
+                  file=sys.stderr, flush=True)
+
+    return show
+
+
+@dataclass
+class Report:
+    """Everything measured, for the table and the JSON file."""
+
+    machine: dict[str, Any] = field(default_factory=dict)
+    ceiling: dict[str, Any] = field(default_factory=dict)
+    throughput: dict[str, dict[str, Any]] = field(default_factory=dict)
+    latency: dict[str, Any] = field(default_factory=dict)
+    recovery: dict[str, Any] = field(default_factory=dict)
+
+
+async def _ceiling(bootstrap: str, count: int, size: int) -> dict[str, Any]:
+    """A plain aiokafka consume -> produce pass-through of ``count`` messages of ``size`` bytes."""
+    source, sink = "bench-ceiling-in", "bench-ceiling-out"
+    value = b"x" * size
+    await kafka_io.create_topics(bootstrap, [source, sink])
+    await kafka_io.bulk_write(bootstrap, source, ((f"k{n}".encode(), value) for n in range(count)))
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id="bench-ceiling",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    show = progress("ceiling", count)
+    moved, started = 0, 0.0
+    try:
+        while moved < count:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            if batch and not started:
+                started = time.perf_counter()
+            for messages in batch.values():
+                for message in messages:
+                    await producer.send(sink, value=message.value, key=message.key)
+                    moved += 1
+            await consumer.commit()
+            show(moved)
+        await producer.flush()
+        elapsed = time.perf_counter() - started
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return {"messages": count, "message_bytes": size, "seconds": round(elapsed, 2),
+            "messages_per_s": round(count / elapsed)}
+
+
+def _settings(bootstrap: str, root: Path, name: str, **overrides: Any) -> Settings:
+    """An isolated app on the shared broker."""
+    return Settings(broker=f"kafka://{bootstrap}", app_id=f"bench-{name}", topic_prefix=f"{name}.",
+                    partitions=8, data_dir=root / name, web_port=free_port(), demo_orders=False,
+                    log_level="warn", **overrides)
+
+
+def _url(settings: Settings, path: str) -> str:
+    return f"http://{settings.web_host}:{settings.web_port}{path}"
+
+
+def _get(settings: Settings, path: str, timeout: float = 60) -> Any:
+    with urllib.request.urlopen(_url(settings, path), timeout=timeout) as response:
+        return orjson.loads(response.read())
+
+
+def _wait_seeded(settings: Settings, timeout: float = 120) -> None:
+    """Until the last seeded wallet is visible."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _get(settings, f"/wallets/{workload.RICH[-1]}")
+            _get(settings, f"/inventory/{workload.SKUS[-1]}")
+            return
+        except Exception:  # noqa: BLE001 - not there yet
+            time.sleep(0.5)
+    raise TimeoutError("seed data did not arrive")
+
+
+def throughput(bootstrap: str, root: Path, guarantee: str, count: int, timeout: float) -> dict[str, Any]:
+    """Completed sagas/s with a backlog of ``count`` orders waiting when the worker starts."""
+    settings = _settings(bootstrap, root, f"tput-{guarantee.replace('_', '')}", processing_guarantee=guarantee)
+    asyncio.run(ensure_topics(settings))
+    asyncio.run(produce(settings, workload.seed_events(count)))
+    topic = settings.topic("order-events")
+    say(f"{guarantee}: writing {count} orders")
+    asyncio.run(kafka_io.bulk_write(bootstrap, topic, ((o.order_id.encode(), o.encode())
+                                                       for o in workload.orders(count)), progress("orders", count)))
+    worker = start_worker(settings, root / f"worker-{guarantee}.log")
+    try:
+        cpu_before = procstat.cpu_seconds(worker.pid)
+        wall_before = time.monotonic()
+        wanted = {f"bench-{n:07d}" for n in range(count)}
+        times = asyncio.run(kafka_io.terminal_times(bootstrap, topic, wanted, timeout,
+                                                    progress(f"sagas ({guarantee})", count)))
+        cpu = procstat.cpu_seconds(worker.pid) - cpu_before
+        wall = time.monotonic() - wall_before
+        rss = procstat.peak_rss_mb(worker.pid)
+    finally:
+        stop_process(worker)
+    records = asyncio.run(kafka_io.end_offsets(bootstrap, all_topic_names(settings)))
+    if len(times) < count:
+        return {"completed": len(times), "orders": count, "stalled_after_s": timeout,
+                "worker_cpu_s": round(cpu, 1), "worker_peak_rss_mb": round(rss)}
+    first, last = min(times.values()), max(times.values())
+    span = max(last - first, 1e-3)
+    app_records = sum(n for name, n in records.items() if name != topic)
+    return {
+        "completed": len(times), "orders": count, "seconds": round(span, 2),
+        "sagas_per_s": round(count / span), "app_records_written": app_records,
+        "records_per_s": round(app_records / span), "worker_cpu_s": round(cpu, 1),
+        "worker_cores": round(cpu / wall, 2), "worker_peak_rss_mb": round(rss),
+    }
+
+
+def latency(bootstrap: str, root: Path, rate: float, seconds: float) -> dict[str, Any]:
+    """OrderPlaced -> terminal event, at a steady ``rate`` orders/s for ``seconds``."""
+    settings = _settings(bootstrap, root, "latency")
+    asyncio.run(ensure_topics(settings))
+    asyncio.run(produce(settings, workload.seed_events(0)))
+    worker = start_worker(settings, root / "worker-latency.log")
+    try:
+        _wait_seeded(settings)
+        sent = asyncio.run(_paced(settings, rate, seconds))
+        topic = settings.topic("order-events")
+        done = asyncio.run(kafka_io.terminal_times(bootstrap, topic, set(sent), 120))
+    finally:
+        stop_process(worker)
+    lat = sorted((done[o] - sent[o]) * 1000 for o in done)
+    q = statistics.quantiles(lat, n=100)
+    return {"rate_per_s": round(rate), "orders": len(sent), "completed": len(done),
+            "p50_ms": round(q[49], 1), "p95_ms": round(q[94], 1), "p99_ms": round(q[98], 1),
+            "max_ms": round(lat[-1], 1)}
+
+
+async def _paced(settings: Settings, rate: float, seconds: float) -> dict[str, float]:
+    """Send orders at ``rate``/s; order id -> wall time it was sent."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=0)
+    await producer.start()
+    sent: dict[str, float] = {}
+    total = int(rate * seconds)
+    show = progress(f"paced orders at {rate:.0f}/s", total)
+    start = time.monotonic()
+    try:
+        for n, order in enumerate(workload.orders(total, seed=9)):
+            delay = start + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent[order.order_id] = time.time()
+            await producer.send(settings.topic("order-events"), value=order.encode(), key=order.order_id.encode())
+            if n % 100 == 0:
+                show(n)
+        await producer.flush()
+        show(total)
+    finally:
+        await producer.stop()
+    return sent
+
+
+def recovery(bootstrap: str, root: Path, keys: int) -> dict[str, Any]:
+    """Restart with the data directory kept, and rebuild from changelogs with it deleted, at ``keys`` keys."""
+    settings = _settings(bootstrap, root, "recovery")
+    asyncio.run(ensure_topics(settings))
+    asyncio.run(produce(settings, workload.seed_events(0)))
+    changelog = f"{settings.app_id}-stock-changelog"
+    say(f"writing {keys} stock rows straight into {changelog} (as if {keys} skus had been stocked)")
+    # The changelog must exist with the table's partitions before the worker first starts.
+    worker = start_worker(settings, root / "worker-recovery.log")
+    _wait_seeded(settings)
+    stop_process(worker)
+    rows = ((f"BULK-{n:07d}".encode(), Stock(sku=f"BULK-{n:07d}", available=5).to_json()) for n in range(keys))
+    asyncio.run(kafka_io.bulk_write(bootstrap, changelog, rows, progress("changelog rows", keys)))
+
+    rebuild = _timed_start(settings, root / "worker-rebuild.log", wipe=True)
+    kept = _timed_start(settings, root / "worker-kept.log", wipe=False)
+    return {"keys": keys, "rebuild_ready_s": rebuild["ready_s"],
+            "rebuild_rows_per_s": round(keys / max(rebuild["ready_s"], 1e-3)),
+            "rebuild_first_order_s": rebuild["first_order_s"],
+            "kept_ready_s": kept["ready_s"], "kept_first_order_s": kept["first_order_s"],
+            "worker_peak_rss_mb": max(rebuild["rss_mb"], kept["rss_mb"])}
+
+
+def _timed_start(settings: Settings, log: Path, wipe: bool) -> dict[str, float]:
+    """Start a worker; seconds until ready and until a new order has its outcome."""
+    worker_dir = settings.data_dir / "worker"
+    if wipe and worker_dir.exists():
+        shutil.rmtree(worker_dir)
+    label = "rebuild from changelogs" if wipe else "restart with data kept"
+    say(f"recovery: {label}")
+    started = time.monotonic()
+    worker = start_worker(settings, log)
+    try:
+        ready = time.monotonic() - started
+        order = next(workload.orders(1, seed=int(started)))
+        order = replace(order, order_id=f"probe-{int(started * 1000)}")
+        asyncio.run(produce(settings, [order]))
+        _get(settings, f"/orders/{order.order_id}?wait=60", timeout=90)
+        first = time.monotonic() - started
+        rss = procstat.peak_rss_mb(worker.pid)
+    finally:
+        stop_process(worker)
+    return {"ready_s": round(ready, 2), "first_order_s": round(first, 2), "rss_mb": round(rss)}
+
+
+def table(report: Report) -> str:
+    """The figures as a plain text table."""
+    rows = [("ceiling: aiokafka pass-through", f"{report.ceiling['messages_per_s']:,} msg/s "
+             f"({report.ceiling['message_bytes']} B)")]
+    for guarantee, t in report.throughput.items():
+        if "sagas_per_s" in t:
+            ratio = t["records_per_s"] / report.ceiling["messages_per_s"]
+            rows += [(f"sagas ({guarantee})", f"{t['sagas_per_s']:,} sagas/s over {t['orders']:,} orders"),
+                     (f"  records written ({guarantee})", f"{t['records_per_s']:,}/s = {ratio:.0%} of ceiling"),
+                     (f"  worker ({guarantee})", f"{t['worker_cores']} cores, peak RSS {t['worker_peak_rss_mb']} MiB")]
+        else:
+            rows.append((f"sagas ({guarantee})", f"STALLED: {t['completed']}/{t['orders']} in {t['stalled_after_s']}s"))
+    if report.latency:
+        lat = report.latency
+        rows.append((f"latency at {lat['rate_per_s']}/s", f"p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
+                     f"p99 {lat['p99_ms']} ms"))
+    if report.recovery:
+        rec = report.recovery
+        rows += [(f"rebuild {rec['keys']:,} keys", f"ready in {rec['rebuild_ready_s']} s "
+                  f"({rec['rebuild_rows_per_s']:,} rows/s)"),
+                 ("restart with data kept", f"ready in {rec['kept_ready_s']} s, first order done at "
+                  f"{rec['kept_first_order_s']} s")]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every measurement and report it."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orders", type=int, default=20_000, help="backlog of orders for the throughput run")
+    parser.add_argument("--ceiling-messages", type=int, default=200_000)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--recovery-keys", type=int, default=1_000_000)
+    parser.add_argument("--guarantees", default="at_least_once,exactly_once")
+    parser.add_argument("--eos-timeout", type=float, default=60.0, help="give up on exactly_once after this")
+    args = parser.parse_args(argv)
+
+    report = Report(machine={"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
+                             "platform": platform.platform(), "kafka": "4.3.1 (local, 1 broker, 1 GiB heap)"})
+    sample = next(workload.orders(1)).encode()
+    with tempfile.TemporaryDirectory(prefix="streamsaga-bench-") as tmp:
+        root = Path(tmp)
+        say("starting Kafka")
+        with LocalKafka(BrokerConfig(port=free_port(), controller_port=free_port(), data_dir=root / "kafka",
+                                     heap="1g")) as kafka:
+            say(f"ceiling: {args.ceiling_messages} messages of {len(sample)} bytes")
+            report.ceiling = asyncio.run(_ceiling(kafka.bootstrap, args.ceiling_messages, len(sample)))
+            for guarantee in args.guarantees.split(","):
+                timeout = args.eos_timeout if guarantee == "exactly_once" else 1800.0
+                report.throughput[guarantee] = throughput(kafka.bootstrap, root, guarantee, args.orders, timeout)
+            best = report.throughput.get("at_least_once", {}).get("sagas_per_s")
+            if best and args.latency_seconds > 0:
+                report.latency = latency(kafka.bootstrap, root, best / 2, args.latency_seconds)
+            if args.recovery_keys > 0:
+                report.recovery = recovery(kafka.bootstrap, root, args.recovery_keys)
+    print(table(report))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps(report.__dict__, indent=2) + "\n")
+    say(f"wrote {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
