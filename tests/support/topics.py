@@ -104,3 +104,32 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float
             return last
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def end_offsets_total(bootstrap: str, topics: Iterable[str]) -> int:
+    """How many messages the topics have ever had, all partitions together."""
+
+    async def run() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - topics created by someone else
+            partitions = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or set())]
+            return sum((await consumer.end_offsets(partitions)).values()) if partitions else 0
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def wait_quiet(bootstrap: str, topics: Iterable[str], timeout: float, every: float = 3.0) -> int:
+    """Until nothing more is written to the topics for ``every`` seconds; their message count then."""
+    names = list(topics)
+    last: list[int] = []
+
+    def quiet() -> bool:
+        last.append(end_offsets_total(bootstrap, names))
+        return len(last) > 1 and last[-2] == last[-1]
+
+    wait_until(quiet, timeout, f"{names} to stop growing", every=every)
+    return last[-1]

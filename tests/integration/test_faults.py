@@ -1,0 +1,292 @@
+"""Faults on a real broker: kill -9 mid-load, a group losing a member, restarts with and without local state.
+
+Each test runs the scenario's kind of order mix, whose outcome counts are exact whatever the
+processing order, through worker processes that are killed or restarted on the way, and then
+checks the contract's guarantees 1-4 as the scenario does: one outcome per order, exact stock
+and wallets, each confirmed order charged once, nothing dead-lettered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import shutil
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.kafka_local import LocalKafka, free_port
+from app.topic_names import all_topic_names
+from config.settings import Settings
+from models.events import OrderPlaced
+from support.scenario import (
+    ALL_SKUS,
+    CUSTOMERS,
+    FUNDED,
+    PLENTY_STOCK,
+    RICH,
+    RICH_FUNDS,
+    SCARCE_SKU,
+    SCARCE_STOCK,
+    STOCKED_SKUS,
+    TIGHT_FUNDS,
+    Mix,
+    Outcome,
+    build_orders,
+    check_payments,
+    check_sagas,
+    check_stock,
+    check_wallets,
+    count_ended,
+    seed,
+    terminal,
+    wait_for_seed,
+)
+from support.topics import read_topic, setup_topics, wait_quiet, wait_until, write_events
+from support.worker import Worker, new_settings
+
+pytestmark = pytest.mark.integration
+
+#: Faust's consumer session timeout (60 s by default) is how long the group keeps a killed
+#: member's partitions; a shorter one makes failover quick enough to test. Nothing else changes.
+FAST_FAILOVER = {"BROKER_SESSION_TIMEOUT": "10"}
+
+#: 400 orders: 280 confirmed, 60 out of stock, 60 declined.
+LOAD = Mix(ok=220, out_of_stock=40, broke=40, scarce=60, tight=40)
+PUBLIC = ("order-events", "inventory-events", "payment-events", "user-events", "saga-events")
+
+
+def _kill_mid_load(bootstrap: str, settings: Settings, worker: Worker, orders: list[OrderPlaced]) -> tuple[int, int]:
+    """Once about a third of the orders have ended, ``kill -9`` the worker; how many had ended before and after."""
+    order_topic = settings.topic("order-events")
+    third = len(orders) // 3
+
+    def a_third_ended() -> int:
+        ended = count_ended(bootstrap, order_topic)
+        return ended if ended >= third else 0
+
+    seen = wait_until(a_third_ended, 120, "a third of the orders to end", every=0.2)
+    worker.kill()
+    at_kill = count_ended(bootstrap, order_topic)
+    assert at_kill < len(orders), f"the kill came after the whole load ({at_kill} ended); nothing was in flight"
+    return seen, at_kill
+
+
+def _check_outcomes(bootstrap: str, settings: Settings, orders: list[OrderPlaced], expected: dict[str, str],
+                    mix: Mix) -> tuple[dict[str, Outcome], int]:
+    """Guarantees 1 and 4: every order has exactly one outcome, the right one; copies share its event id.
+
+    Returns the outcome of each order and how many terminal events were copies.
+    """
+    ended = terminal(read_topic(bootstrap, settings.topic("order-events")))
+    assert set(ended) == {o.order_id for o in orders}, "orders lost or invented"
+    for order_id, bodies in ended.items():
+        assert len({b["event_type"] for b in bodies}) == 1, ("confirmed and cancelled", order_id, bodies)
+        assert len({b["event_id"] for b in bodies}) == 1, ("two outcomes", order_id, bodies)
+    outcome = {oid: (b[0]["event_type"], b[0].get("reason")) for oid, b in ended.items()}
+    for order_id, want in expected.items():
+        got = outcome[order_id]
+        assert (got[0] == "OrderConfirmed") if want == "CONFIRMED" else (got == ("OrderCancelled", want)), order_id
+    kinds = Counter(kind if kind == "OrderConfirmed" else reason for kind, reason in outcome.values())
+    assert kinds == mix.expected_kinds()
+    # The saga's own end agrees: one terminal saga event per order (copies share its id), the matching one.
+    saga_ends: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for record in read_topic(bootstrap, settings.topic("saga-events")):
+        body = record.body
+        if body.get("event_type") in ("SagaCompleted", "SagaFailed", "SagaTimedOut"):
+            saga_ends[body["order_id"]].add((body["event_type"], body["event_id"]))
+    assert set(saga_ends) == set(outcome)
+    for order_id, ends in saga_ends.items():
+        assert [kind for kind, _ in ends] == ["SagaCompleted" if outcome[order_id][0] == "OrderConfirmed"
+                                               else "SagaFailed"], (order_id, ends)
+    copies = sum(len(bodies) for bodies in ended.values()) - len(ended)
+    return outcome, copies
+
+
+def _check_balances(bootstrap: str, settings: Settings, worker: Worker, orders: list[OrderPlaced],
+                    outcome: dict[str, Outcome]) -> None:
+    """Guarantees 2 and 3, and nothing dead-lettered, once every hold is committed or released."""
+    wait_until(lambda: all(_reserved(worker, sku) == 0 for sku in STOCKED_SKUS), 60,
+               "every hold to be committed or released")
+    confirmed = [o for o in orders if outcome[o.order_id][0] == "OrderConfirmed"]
+    check_stock(worker, confirmed)
+    check_wallets(worker, confirmed)
+    check_payments(read_topic(bootstrap, settings.topic("payment-events")), orders, confirmed)
+    check_sagas(worker, orders, outcome)
+    for topic in PUBLIC:
+        assert read_topic(bootstrap, settings.topic(topic) + ".DLQ") == [], topic
+
+
+def _reserved(worker: Worker, sku: str) -> int | None:
+    """Units held for a sku, or None while the view does not answer."""
+    status, view = worker.get(f"/inventory/{sku}")
+    return view["reserved"] if status == 200 else None
+
+
+def _payment_copies(bootstrap: str, settings: Settings) -> int:
+    """``PaymentProcessed`` events written more than once (same event id), e.g. re-sent after a crash."""
+    ids = Counter(r.body.get("event_id") for r in read_topic(bootstrap, settings.topic("payment-events"))
+                  if r.body.get("event_type") == "PaymentProcessed")
+    return sum(n - 1 for n in ids.values())
+
+
+def _all_ended(bootstrap: str, settings: Settings, orders: list[OrderPlaced]) -> bool:
+    return count_ended(bootstrap, settings.topic("order-events")) >= len(orders)
+
+
+def _settle(bootstrap: str, settings: Settings, orders: list[OrderPlaced], what: str) -> None:
+    """Until every order has an outcome and nothing more is written (re-sent copies included)."""
+    wait_until(lambda: _all_ended(bootstrap, settings, orders), 180, what, every=2.0)
+    wait_quiet(bootstrap, all_topic_names(settings), 60)
+
+
+def test_kill_9_mid_load_then_restart_loses_nothing_and_applies_nothing_twice(
+    kafka: LocalKafka, tmp_path: Path
+) -> None:
+    settings = new_settings(kafka.bootstrap, tmp_path, "crash")
+    setup_topics(settings)
+    write_events(settings, seed())
+    log = tmp_path / "worker.log"
+    worker = Worker(settings, log, extra_env=FAST_FAILOVER).start()
+    restarted = Worker(settings, log, extra_env=FAST_FAILOVER)
+    try:
+        wait_for_seed(worker)
+        orders, expected = build_orders(random.Random(400), LOAD)
+        write_events(settings, orders)
+        seen, at_kill = _kill_mid_load(kafka.bootstrap, settings, worker, orders)
+
+        restarted.start()  # same settings, same data dir
+        _settle(kafka.bootstrap, settings, orders, "every order to end")
+
+        outcome, copies = _check_outcomes(kafka.bootstrap, settings, orders, expected, LOAD)
+        _check_balances(kafka.bootstrap, settings, restarted, orders, outcome)
+        print(f"\n[crash] {len(orders)} orders, kill -9 at {seen}-{at_kill} ended, 1 restart: 0 lost, "
+              f"{copies} outcome copies (one event id each), "
+              f"{_payment_copies(kafka.bootstrap, settings)} PaymentProcessed copies, 0 effects twice")
+    finally:
+        worker.stop()
+        restarted.stop()
+
+
+def test_group_member_killed_mid_load_the_other_takes_over(kafka: LocalKafka, tmp_path: Path) -> None:
+    settings = new_settings(kafka.bootstrap, tmp_path, "group")
+    other = dataclasses.replace(settings, data_dir=tmp_path / "group-b", web_port=free_port())
+    setup_topics(settings)
+    write_events(settings, seed())
+    first = Worker(settings, tmp_path / "first.log", extra_env=FAST_FAILOVER)
+    second = Worker(other, tmp_path / "second.log", extra_env=FAST_FAILOVER)
+    try:
+        first.start()
+        wait_for_seed(first)
+        second.start()
+        _wait_ready(first, second)
+        # Idle: each worker answers for every key, its own or routed to the other.
+        _check_routed_views(first, second, _seeded_views())
+
+        orders, expected = build_orders(random.Random(4242), LOAD)
+        write_events(settings, orders)
+        seen, at_kill = _kill_mid_load(kafka.bootstrap, settings, first, orders)
+
+        _settle(kafka.bootstrap, settings, orders, "the survivor to end every order")
+        outcome, copies = _check_outcomes(kafka.bootstrap, settings, orders, expected, LOAD)
+        _check_balances(kafka.bootstrap, settings, second, orders, outcome)
+
+        # The killed member comes back with its stale local state; both answer alike again.
+        first.start()
+        _wait_ready(first, second)
+        settled = {path: _view(second, path) for path in _key_paths()}
+        assert all(status == 200 for status, _ in settled.values()), settled
+        _check_routed_views(first, second, settled)
+        wait_quiet(kafka.bootstrap, all_topic_names(settings), 60)
+        assert _check_outcomes(kafka.bootstrap, settings, orders, expected, LOAD)[0] == outcome
+        _check_balances(kafka.bootstrap, settings, first, orders, outcome)
+        print(f"\n[group] {len(orders)} orders on 2 workers, kill -9 of one at {seen}-{at_kill} ended, "
+              f"survivor finished, killed one rejoined: 0 lost, {copies} outcome copies, "
+              f"{_payment_copies(kafka.bootstrap, settings)} PaymentProcessed copies, 0 effects twice")
+    finally:
+        first.stop()
+        second.stop()
+
+
+def _wait_ready(*workers: Worker) -> None:
+    """Until every worker says it can serve views (no rebalance in progress)."""
+    wait_until(lambda: all(w.get("/health")[0] == 200 for w in workers), 90, "every worker to be ready")
+
+
+def _key_paths() -> list[str]:
+    """A view for every sku, wallet and customer of the seed."""
+    return ([f"/inventory/{sku}" for sku in STOCKED_SKUS] + [f"/wallets/{c}" for c in FUNDED]
+            + [f"/customers/{c}" for c in CUSTOMERS])
+
+
+def _seeded_views() -> dict[str, tuple[int, Any]]:
+    """What each key's view is right after the seed."""
+    views: dict[str, tuple[int, Any]] = {}
+    for sku in STOCKED_SKUS:
+        views[f"/inventory/{sku}"] = (200, {"sku": sku, "available": SCARCE_STOCK if sku == SCARCE_SKU
+                                            else PLENTY_STOCK, "reserved": 0})
+    for customer in FUNDED:
+        funds = RICH_FUNDS if customer in RICH else TIGHT_FUNDS
+        views[f"/wallets/{customer}"] = (200, {"customer_id": customer, "balance": f"{funds:.2f}"})
+    for customer in CUSTOMERS:
+        views[f"/customers/{customer}"] = (200, {"customer_id": customer, "name": f"Näme {customer}",
+                                                  "email": f"{customer}@x.io"})
+    return views
+
+
+def _check_routed_views(first: Worker, second: Worker, want: dict[str, tuple[int, Any]]) -> None:
+    """Both workers answer every key's view with the same, expected value."""
+    for path, expected in want.items():
+        assert _view(first, path) == expected, (first.url, path)
+        assert _view(second, path) == expected, (second.url, path)
+
+
+def _view(worker: Worker, path: str) -> tuple[int, Any]:
+    """A view's answer once the worker serves it: a 503 only means a rebalance is under way."""
+
+    def served() -> tuple[int, Any] | None:
+        answer = worker.get(path)
+        return answer if answer[0] != 503 else None
+
+    return wait_until(served, 30, f"{worker.url}{path} to be served", every=0.5)
+
+
+def test_restart_keeps_views_with_data_dir_kept_and_rebuilt_from_changelogs(
+    kafka: LocalKafka, tmp_path: Path
+) -> None:
+    settings = new_settings(kafka.bootstrap, tmp_path, "restart")
+    setup_topics(settings)
+    write_events(settings, seed())
+    worker = Worker(settings, tmp_path / "worker.log")
+    mix = Mix(ok=120, out_of_stock=20, broke=20, scarce=50, tight=30)
+    try:
+        worker.start()
+        wait_for_seed(worker)
+        orders, expected = build_orders(random.Random(240), mix)
+        write_events(settings, orders)
+        _settle(kafka.bootstrap, settings, orders, "every order to end")
+        outcome, _ = _check_outcomes(kafka.bootstrap, settings, orders, expected, mix)
+        _check_balances(kafka.bootstrap, settings, worker, orders, outcome)
+
+        paths = [f"/inventory/{sku}" for sku in ALL_SKUS] + [f"/wallets/{c}" for c in CUSTOMERS]
+        paths += [f"/customers/{c}" for c in CUSTOMERS] + [f"/orders/{o.order_id}" for o in orders[::5]]
+        paths += ["/inventory/SKU-UNKNOWN", "/wallets/nobody", "/customers/nobody", "/orders/no-such-order"]
+        before = {path: _view(worker, path) for path in paths}
+        assert all(status == 200 for status, _ in list(before.values())[:-4]), before
+        assert all(status == 404 for status, _ in list(before.values())[-4:]), before
+
+        worker.stop()
+        worker.start()  # local state kept
+        assert {path: _view(worker, path) for path in paths} == before
+
+        worker.stop()
+        shutil.rmtree(settings.data_dir)
+        assert not settings.data_dir.exists()
+        worker.start()  # nothing local: every table rebuilt from its changelog
+        assert {path: _view(worker, path) for path in paths} == before
+        print(f"\n[restart] {len(orders)} orders, {len(paths)} views equal after a restart with the data dir "
+              "and after one without it")
+    finally:
+        worker.stop()
