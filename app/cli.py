@@ -7,7 +7,7 @@ import agents.ingress  # noqa: F401
 import agents.saga  # noqa: F401
 import agents.stock  # noqa: F401
 import agents.wallet  # noqa: F401
-from app import readiness, web  # noqa: F401 - register the start-up task and the views
+from app import log_level, readiness, web  # noqa: F401 - register the start-up tasks and the views
 from app.admin import ensure_topics
 from app.demo import produce, seed_events
 from app.faust_app import app, settings

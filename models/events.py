@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 import uuid
 from dataclasses import dataclass
@@ -372,21 +373,27 @@ def event_from_body(body: dict[str, Any]) -> Event:
     return event
 
 
+@functools.cache
+def _schema(cls: type[Any]) -> tuple[tuple[str, Any, bool], ...]:
+    """Each field's name, annotated type and whether it may be left out; resolved once per class."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, hints[f.name], f.default is None) for f in dataclasses.fields(cls))
+
+
 def build_record(cls: type[Any], body: dict[str, Any]) -> Any:
     """Read each dataclass field of ``cls`` from ``body`` by its annotated type."""
-    hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
-    for field in dataclasses.fields(cls):
-        raw = body.get(field.name)
-        if raw is None and field.default is None:
-            values[field.name] = None
+    for name, hint, optional in _schema(cls):
+        raw = body.get(name)
+        if raw is None and optional:
+            values[name] = None
             continue
-        if field.name not in body:
-            raise ValueError(f"missing field {field.name!r}")
+        if name not in body:
+            raise ValueError(f"missing field {name!r}")
         try:
-            values[field.name] = _read(hints[field.name], raw)
+            values[name] = _read(hint, raw)
         except ValueError as exc:
-            raise ValueError(f"field {field.name!r} {exc}") from None
+            raise ValueError(f"field {name!r} {exc}") from None
     return cls(**values)
 
 

@@ -115,9 +115,7 @@ class SagaState:
 
     def to_json(self) -> bytes:
         """The table value."""
-        body = dataclasses.asdict(self)
-        body["total_amount"] = format_money(self.total_amount)
-        return orjson.dumps(body)
+        return orjson.dumps(self, default=_money_json)
 
     @classmethod
     def from_json(cls, raw: bytes) -> SagaState:
@@ -141,6 +139,13 @@ class SagaState:
             "started_at": self.started_at,
             "updated_at": self.updated_at,
         }
+
+
+def _money_json(value: object) -> str:
+    """orjson's fallback for the one type it does not write itself."""
+    if isinstance(value, Decimal):
+        return format_money(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 def transition(

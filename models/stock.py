@@ -10,6 +10,7 @@ import orjson
 
 from models.commands import CommitStock, Message, ReleaseStock, ReserveStock, StockRefused, StockReserved
 from models.events import StockAdded
+from models.memory import remember, remember_id
 
 COMMITTED = "C"
 RELEASED = "R"
@@ -34,7 +35,7 @@ class Stock:
 
     def to_json(self) -> bytes:
         """The table value."""
-        return orjson.dumps(dataclasses.asdict(self))
+        return orjson.dumps(self)
 
     @classmethod
     def from_json(cls, raw: bytes) -> Stock:
@@ -54,7 +55,7 @@ def handle_stock(stock: Stock, message: Message) -> tuple[Stock, list[Message]]:
         if message.event_id in stock.added:
             return stock, []
         return dataclasses.replace(
-            stock, available=stock.available + message.quantity, added=(*stock.added, message.event_id)
+            stock, available=stock.available + message.quantity, added=remember_id(stock.added, message.event_id)
         ), []
     if isinstance(message, ReserveStock):
         return _reserve(stock, message)
@@ -80,8 +81,8 @@ def _reserve(stock: Stock, command: ReserveStock) -> tuple[Stock, list[Message]]
             return stock, [refused]
         return dataclasses.replace(
             stock,
-            finished={**stock.finished, command.order_id: REFUSED},
-            refusals={**stock.refusals, command.order_id: available},
+            finished=remember(stock.finished, command.order_id, REFUSED),
+            refusals=remember(stock.refusals, command.order_id, available),
         ), [refused]
     return dataclasses.replace(
         stock,
@@ -100,7 +101,7 @@ def _release(stock: Stock, command: ReleaseStock) -> Stock:
         stock,
         available=stock.available + quantity,
         holds=holds,
-        finished={**stock.finished, command.order_id: RELEASED},
+        finished=remember(stock.finished, command.order_id, RELEASED),
     )
 
 
@@ -110,4 +111,4 @@ def _commit(stock: Stock, command: CommitStock) -> Stock:
         return stock
     holds = dict(stock.holds)
     del holds[command.order_id]
-    return dataclasses.replace(stock, holds=holds, finished={**stock.finished, command.order_id: COMMITTED})
+    return dataclasses.replace(stock, holds=holds, finished=remember(stock.finished, command.order_id, COMMITTED))

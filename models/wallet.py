@@ -12,6 +12,7 @@ import orjson
 
 from models.commands import ChargeWallet, Message, PaymentCharged, PaymentDeclined, RefundWallet
 from models.events import FundsAdded, PaymentFailed, PaymentProcessed, PaymentRefunded, derived_event_id, format_time
+from models.memory import remember, remember_id
 from models.money import ZERO, format_money, parse_money
 
 INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
@@ -66,7 +67,7 @@ def handle_wallet(wallet: Wallet, message: Message, now: datetime) -> tuple[Wall
         if message.event_id in wallet.funded:
             return wallet, []
         return dataclasses.replace(
-            wallet, balance=wallet.balance + message.amount, funded=(*wallet.funded, message.event_id)
+            wallet, balance=wallet.balance + message.amount, funded=remember_id(wallet.funded, message.event_id)
         ), []
     if isinstance(message, ChargeWallet):
         return _charge(wallet, message, now)
@@ -84,13 +85,12 @@ def _charge(wallet: Wallet, command: ChargeWallet, now: datetime) -> tuple[Walle
         if order_id in wallet.refunds:
             reason = ORDER_CANCELLED
         elif command.amount <= wallet.balance:
-            charged = dataclasses.replace(
-                wallet, balance=wallet.balance - command.amount, charges={**wallet.charges, order_id: command.amount}
-            )
+            charges = remember(wallet.charges, order_id, command.amount)
+            charged = dataclasses.replace(wallet, balance=wallet.balance - command.amount, charges=charges)
             return charged, _charged(command, now)
         else:
             reason = INSUFFICIENT_FUNDS
-        wallet = dataclasses.replace(wallet, declines={**wallet.declines, order_id: reason})
+        wallet = dataclasses.replace(wallet, declines=remember(wallet.declines, order_id, reason))
     return wallet, _declined(command, wallet.declines[order_id], now)
 
 
@@ -100,7 +100,7 @@ def _refund(wallet: Wallet, command: RefundWallet, now: datetime) -> tuple[Walle
     if order_id not in wallet.refunds:
         amount = wallet.charges.get(order_id, ZERO)
         wallet = dataclasses.replace(
-            wallet, balance=wallet.balance + amount, refunds={**wallet.refunds, order_id: amount}
+            wallet, balance=wallet.balance + amount, refunds=remember(wallet.refunds, order_id, amount)
         )
     amount = wallet.refunds[order_id]
     if amount == ZERO:
