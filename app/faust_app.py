@@ -21,6 +21,7 @@ app = faust.App(
     topic_replication_factor=settings.replication_factor,
     processing_guarantee=settings.processing_guarantee,
     producer_acks=-1,
+    producer_linger=settings.producer_linger_ms / 1000,
     broker_session_timeout=settings.session_timeout_s,
     broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
     web_host=settings.web_host,

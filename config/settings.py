@@ -33,6 +33,7 @@ class Settings:
     payment_mode: str = "internal"
     processing_guarantee: str = "at_least_once"
     session_timeout_s: float = 15.0
+    producer_linger_ms: float = 5.0
     saga_timeout_s: float = 300.0
     timeout_check_interval_s: float = 30.0
     retry_attempts: int = 3
@@ -62,7 +63,7 @@ class Settings:
             raise SettingsError("retry_attempts must be at least 1")
         if not 0 < self.web_port < 65536:
             raise SettingsError(f"web_port must be from 1 to 65535, not {self.web_port}")
-        for name in ("retry_initial_s", "retry_max_s", "demo_order_interval_s"):
+        for name in ("retry_initial_s", "retry_max_s", "demo_order_interval_s", "producer_linger_ms"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must not be negative")
         if self.retry_multiplier < 1:

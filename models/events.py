@@ -374,7 +374,7 @@ def event_from_body(body: dict[str, Any]) -> Event:
 
 
 @functools.cache
-def _schema(cls: type[Any]) -> tuple[tuple[str, Any, bool], ...]:
+def _schema(cls: Any) -> tuple[tuple[str, Any, bool], ...]:
     """Each field's name, annotated type and whether it may be left out; resolved once per class."""
     hints = typing.get_type_hints(cls)
     return tuple((f.name, hints[f.name], f.default is None) for f in dataclasses.fields(cls))
