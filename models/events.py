@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import typing
 import uuid
 from dataclasses import dataclass
@@ -373,11 +372,15 @@ def event_from_body(body: dict[str, Any]) -> Event:
     return event
 
 
-@functools.cache
-def _schema(cls: Any) -> tuple[tuple[str, Any, bool], ...]:
+_SCHEMAS: dict[type[Any], tuple[tuple[str, Any, bool], ...]] = {}
+
+
+def _schema(cls: type[Any]) -> tuple[tuple[str, Any, bool], ...]:
     """Each field's name, annotated type and whether it may be left out; resolved once per class."""
-    hints = typing.get_type_hints(cls)
-    return tuple((f.name, hints[f.name], f.default is None) for f in dataclasses.fields(cls))
+    if cls not in _SCHEMAS:
+        hints = typing.get_type_hints(cls)
+        _SCHEMAS[cls] = tuple((f.name, hints[f.name], f.default is None) for f in dataclasses.fields(cls))
+    return _SCHEMAS[cls]
 
 
 def build_record(cls: type[Any], body: dict[str, Any]) -> Any:
