@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import agents.customers  # noqa: F401 - registers the agent
 import agents.ingress  # noqa: F401
 import agents.saga  # noqa: F401
@@ -11,6 +13,10 @@ from app import log_level, readiness, web  # noqa: F401 - register the start-up 
 from app.admin import ensure_topics
 from app.demo import produce, seed_events
 from app.faust_app import app, settings
+from app.local_state import prepare_table_state
+from app.transactions import install as install_transactions
+
+install_transactions()
 
 
 @app.command()
@@ -30,7 +36,8 @@ async def seed() -> None:
 
 def main() -> None:
     """Entry point of the console script."""
-    (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
+    if sys.argv[1:2] == ["worker"]:
+        prepare_table_state(settings.data_dir / "worker", settings.processing_guarantee == "exactly_once")
     app.main()
 
 

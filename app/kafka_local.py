@@ -94,8 +94,15 @@ def free_port() -> int:
 
 
 def cluster_id() -> str:
-    """Return a fresh KRaft cluster id: unpadded base64url of a uuid4 (Kafka's form)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+    """Return a fresh KRaft cluster id: unpadded base64url of a uuid4, never starting with ``-``.
+
+    Kafka's own ``Uuid.randomUuid`` skips ids with a leading dash too: the storage tool's
+    argument parser would read one as an option (about 1 start in 64 failed that way).
+    """
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def server_properties(cfg: BrokerConfig) -> str:
@@ -428,7 +435,7 @@ class LocalKafka:
         if (self._data / "logs" / "meta.properties").exists():
             return
         props = str(self._data / "server.properties")
-        tool = ["kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", props]
+        tool = ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id()}", "-c", props]
         cmd = self._java(java, libs, []) + tool
         _run(cmd, "Kafka storage format", cwd=self._data, timeout=_FORMAT_TIMEOUT)
 

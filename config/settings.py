@@ -34,6 +34,7 @@ class Settings:
     processing_guarantee: str = "at_least_once"
     session_timeout_s: float = 15.0
     producer_linger_ms: float = 5.0
+    commit_interval_s: float = 1.0
     saga_timeout_s: float = 300.0
     timeout_check_interval_s: float = 30.0
     retry_attempts: int = 3
@@ -57,6 +58,8 @@ class Settings:
             raise SettingsError("partitions and replication_factor must be at least 1")
         if not 6 <= self.session_timeout_s <= 1800:
             raise SettingsError("session_timeout_s must be from 6 to 1800 (the broker's group limits)")
+        if self.commit_interval_s <= 0:
+            raise SettingsError("commit_interval_s must be positive")
         if self.saga_timeout_s <= 0 or self.timeout_check_interval_s <= 0:
             raise SettingsError("saga_timeout_s and timeout_check_interval_s must be positive")
         if self.retry_attempts < 1:

@@ -62,12 +62,12 @@ def write_raw(
     asyncio.run(run())
 
 
-def read_topic(bootstrap: str, topic: str) -> list[Record]:
-    """Every message now in the topic, all partitions, from the beginning."""
+def read_topic(bootstrap: str, topic: str, isolation: str = "read_uncommitted") -> list[Record]:
+    """Every message now in the topic, all partitions, from the beginning (committed ones only if asked)."""
 
     async def run() -> list[Record]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                    max_partition_fetch_bytes=4 * 1024 * 1024)
+                                    max_partition_fetch_bytes=4 * 1024 * 1024, isolation_level=isolation)
         await consumer.start()
         try:
             partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]

@@ -209,3 +209,15 @@ def test_cli_stop_without_broker(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_cli_rejects_unknown_command() -> None:
     with pytest.raises(SystemExit):
         main(["restart"])
+
+
+def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage tool would read a leading dash as an option and refuse to format."""
+    import uuid
+
+    from app import kafka_local
+
+    dash_first = uuid.UUID(bytes=b"\xfb" + b"\x00" * 15)  # base64url of 0xfb... begins with "-"
+    fresh = iter([dash_first, uuid.UUID(int=1)])
+    monkeypatch.setattr(kafka_local.uuid, "uuid4", lambda: next(fresh))
+    assert not kafka_local.cluster_id().startswith("-")

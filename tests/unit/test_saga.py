@@ -70,8 +70,12 @@ from models.saga import (
     run,
     transition,
 )
-from models.stock import Stock, handle_stock
-from models.wallet import Wallet, handle_wallet
+from models.stock import Stock
+from models.topics import INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS
+from models.wallet import Wallet
+from simulation.invariants import check
+from simulation.scenario import Config, Input, Scenario
+from simulation.simulator import SAGAS, STOCK, WALLETS, simulate
 
 T0 = datetime(2024, 5, 6, 12, 0, 0, tzinfo=UTC)
 DEADLINE = T0 + timedelta(minutes=5)
@@ -850,130 +854,78 @@ def test_random_reply_sequences_end_in_exactly_one_result() -> None:
 
 
 # --- the saga wired to real stock and wallets --------------------------------------------------
+# The whole topology runs in the simulator of tests/simulation: the ingress, the saga, stock and
+# wallet agents with the handlers the real agents call, the timer, an external gateway, over
+# partitions, with worker crashes (tables restored from changelogs, redelivery from the last
+# commit), duplicated sends, stalled consumers and clock jumps that make sagas time out.
 
 
-class World:
-    """Saga, stock and wallets joined by per-key FIFO queues, with at-least-once redelivery.
-
-    A redelivery replays the tail of a queue's already-processed messages in their original order,
-    the way a consumer restarting from its last committed offset does.
-    """
-
-    def __init__(self, rng: random.Random, policy: SagaPolicy) -> None:
-        self.rng = rng
-        self.policy = policy
-        self.now = T0
-        self.queues: dict[tuple[str, str], deque[Message]] = {}
-        self.history: dict[tuple[str, str], list[Message]] = {}
-        self.sagas: dict[str, SagaState | None] = {}
-        self.stock: dict[str, Stock] = {}
-        self.wallets: dict[str, Wallet] = {}
-        self.published: list[Event] = []
-        self.deliveries = 0
-
-    def send(self, message: Message) -> None:
-        if isinstance(message, (ReserveStock, ReleaseStock, CommitStock, StockAdded)):
-            route = ("stock", message.sku)
-        elif isinstance(message, (ChargeWallet, RefundWallet, FundsAdded)):
-            route = ("wallet", message.customer_id)
-        elif isinstance(message, PaymentRequested):
-            self.published.append(message)
-            route = ("gateway", message.order_id)
-        elif isinstance(message, Event) and not isinstance(message, OrderPlaced):
-            self.published.append(message)
-            return
-        else:
-            route = ("saga", message.order_id)  # type: ignore[union-attr]
-        self.queues.setdefault(route, deque()).append(message)
-
-    def deliver(self, route: tuple[str, str], message: Message) -> None:
-        self.deliveries += 1
-        kind, key = route
-        if kind == "saga":
-            state, out = transition(self.sagas.get(key), message, self.now, self.policy)
-            self.sagas[key] = state
-        elif kind == "stock":
-            self.stock[key], out = handle_stock(self.stock.get(key, Stock(sku=key)), message)
-            assert self.stock[key].available >= 0
-        elif kind == "wallet":
-            wallet = self.wallets.get(key, Wallet(customer_id=key))
-            self.wallets[key], out = handle_wallet(wallet, message, self.now)
-            assert self.wallets[key].balance >= 0
-        else:  # an external gateway: answers every request, the same way each time
-            assert isinstance(message, PaymentRequested)
-            paid = int(message.order_id.split("-")[1]) % 3 != 0
-            out = [charged(str(message.amount), key) if paid else declined("CARD_DECLINED", key)]
-        for each in out:
-            self.send(each)
-
-    def step(self) -> bool:
-        busy = [route for route, queue in self.queues.items() if queue]
-        if not busy:
-            return False
-        route = self.rng.choice(busy)
-        message = self.queues[route].popleft()
-        self.deliver(route, message)
-        done_here = self.history.setdefault(route, [])
-        done_here.append(message)
-        if self.rng.random() < 0.08:  # crash before committing: the last few come again, in order
-            tail = done_here[-self.rng.randint(1, 3):]
-            self.queues[route].extendleft(reversed(tail))
-        return True
-
-    def fire_timeouts(self) -> None:
-        self.now = LATE
-        for order_id, state in self.sagas.items():
-            if state is not None and not state.is_terminal:
-                self.send(timeout(order_id))
+def small_world(rng: random.Random, policy: SagaPolicy) -> tuple[Scenario, dict[str, int], dict[str, Decimal]]:
+    """Two skus and two customers with little stock and money, a few orders, some sent twice."""
+    initial_stock = {"A": rng.randint(0, 6), "B": rng.randint(0, 4)}
+    initial_funds = {"c-1": Decimal(rng.randint(0, 60)), "c-2": Decimal(rng.randint(0, 60))}
+    inputs: list[Input] = []
+    for sku, qty in initial_stock.items():
+        if qty:
+            stock_added = StockAdded(f"stock-{sku}", format_time(T0), sku, qty)
+            inputs.append(Input(0.0, INVENTORY_EVENTS, sku, stock_added.body(), f"stock:{sku}"))
+    for customer, amount in initial_funds.items():
+        if amount:
+            funds_added = FundsAdded(f"funds-{customer}", format_time(T0), customer, amount)
+            inputs.append(Input(0.0, PAYMENT_EVENTS, customer, funds_added.body(), f"funds:{customer}"))
+    at = 0.0
+    for n in range(1, rng.randint(2, 6)):
+        lines = [("A", rng.randint(1, 3), "5.00"), ("B", rng.randint(1, 2), "10.00")]
+        chosen = tuple(rng.sample(lines, rng.randint(1, 2)))
+        order = placed(f"o-{n}", chosen, f"evt-{n}", rng.choice(["c-1", "c-2"]))
+        at += rng.uniform(0, 2)
+        # an external gateway answers every request, the same way each time
+        answer = {"answer": "pay" if n % 3 else "decline", "delay": rng.uniform(0, 3), "twice": rng.random() < 0.2}
+        gateway = answer if policy.payment_mode == "external" else None
+        inputs.append(Input(at, ORDER_EVENTS, order.order_id, order.body(), f"order:{order.order_id}", gateway))
+        if rng.random() < 0.3:  # the client sent it twice
+            inputs.append(Input(at + rng.uniform(0, 1), ORDER_EVENTS, order.order_id, order.body(), f"order:{n}"))
+    config = Config(
+        payment_mode=policy.payment_mode, partitions=2, public_partitions=2, workers=2, timeout_s=60.0,
+        check_interval_s=10.0, step_s=0.05, commit_interval_s=0.5, crash_p=0.08, dup_p=0.1,
+        stall_every_s=rng.choice([0.0, 2.0]), jump_every_s=rng.choice([0.0, 3.0]),
+    )
+    inputs.sort(key=lambda each: each.at)
+    return Scenario(rng.randrange(2**32), config, tuple(inputs)), initial_stock, initial_funds
 
 
 @pytest.mark.parametrize("policy", [SagaPolicy(), EXTERNAL], ids=["internal", "external"])
 def test_simulated_system_keeps_every_guarantee(policy: SagaPolicy) -> None:
     rng = random.Random(99)
     for round_ in range(60):
-        world = World(rng, policy)
-        initial_stock = {"A": rng.randint(0, 6), "B": rng.randint(0, 4)}
-        initial_funds = {"c-1": Decimal(rng.randint(0, 60)), "c-2": Decimal(rng.randint(0, 60))}
-        for sku, qty in initial_stock.items():
-            world.stock[sku] = Stock(sku=sku, available=qty)
-        for customer, amount in initial_funds.items():
-            world.wallets[customer] = Wallet(customer_id=customer, balance=amount)
-        orders: dict[str, OrderPlaced] = {}
-        for n in range(1, rng.randint(2, 6)):
-            lines = [("A", rng.randint(1, 3), "5.00"), ("B", rng.randint(1, 2), "10.00")]
-            chosen = tuple(rng.sample(lines, rng.randint(1, 2)))
-            order = placed(f"o-{n}", chosen, f"evt-{n}", rng.choice(["c-1", "c-2"]))
-            orders[order.order_id] = order
-            world.send(order)
-            if rng.random() < 0.3:
-                world.send(order)  # the client sent it twice
-        timeout_at = rng.randint(0, 80)
-        while world.step():
-            assert world.deliveries < 5000, f"round {round_}: messages keep coming (a reply loop)"
-            if world.deliveries == timeout_at:
-                world.fire_timeouts()
-        world.fire_timeouts()
-        while world.step():
-            assert world.deliveries < 5000, f"round {round_}: messages keep coming (a reply loop)"
-
+        scenario, initial_stock, initial_funds = small_world(rng, policy)
+        result = simulate(scenario)
+        assert not result.problems, f"round {round_}: {result.problems}"  # e.g. messages keep coming (a reply loop)
+        assert check(result) == [], f"round {round_}"
+        orders = {o.key: decode_event(o.value) for o in reversed(scenario.inputs) if o.topic == ORDER_EVENTS}
+        sagas = {o: SagaState.from_json(raw) for o, raw in result.tables[SAGAS].items()}
         outcome: dict[str, set[tuple[str, str]]] = {o: set() for o in orders}
-        for event in world.published:
+        for record in result.topics[ORDER_EVENTS].records():
+            event = decode_event(record.value)
             if isinstance(event, (OrderConfirmed, OrderCancelled)):
                 outcome[event.order_id].add((type(event).__name__, event.event_id))
         confirmed = {o for o, results in outcome.items() if {name for name, _ in results} == {"OrderConfirmed"}}
         for order_id, results in outcome.items():
             assert len(results) == 1, f"round {round_}: {order_id} ended with {results}"
-            assert done(world.sagas[order_id]).is_terminal
-        for sku, stock in world.stock.items():
-            sold = sum(qty for o in confirmed for s, qty in done(world.sagas[o]).lines.items() if s == sku)
+            assert sagas[order_id].is_terminal
+        for sku in ("A", "B"):
+            stock = Stock.from_json(result.tables[STOCK][sku]) if sku in result.tables[STOCK] else Stock(sku=sku)
+            sold = sum(qty for o in confirmed for s, qty in sagas[o].lines.items() if s == sku)
             assert stock.holds == {}, f"round {round_}: {sku} still holds {stock.holds}"
             assert stock.available == initial_stock[sku] - sold, f"round {round_}: {sku}"
         if policy.payment_mode == "internal":
-            for customer, wallet in world.wallets.items():
+            for customer in ("c-1", "c-2"):
+                raw = result.tables[WALLETS].get(customer)
+                wallet = Wallet.from_json(raw) if raw is not None else Wallet(customer_id=customer)
                 spent = sum(
-                    (orders[o].total_amount for o in confirmed if orders[o].customer_id == customer), Decimal("0")
+                    (sagas[o].total_amount for o in confirmed if sagas[o].customer_id == customer), Decimal("0")
                 )
                 assert wallet.balance == initial_funds[customer] - spent, f"round {round_}: {customer}"
                 for order_id in confirmed:
-                    if orders[order_id].customer_id == customer:
+                    if sagas[order_id].customer_id == customer:
                         assert order_id in wallet.charges and order_id not in wallet.refunds

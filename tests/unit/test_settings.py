@@ -23,6 +23,7 @@ DEFAULTS = {
     "processing_guarantee": "at_least_once",
         "session_timeout_s": 15.0,
         "producer_linger_ms": 5.0,
+        "commit_interval_s": 1.0,
     "saga_timeout_s": 300.0,
     "timeout_check_interval_s": 30.0,
     "retry_attempts": 3,
