@@ -258,6 +258,8 @@ def _is_duplicate(state: SagaState, message: Message) -> bool:
         return message.sku in state.line_results
     if isinstance(message, (PaymentCharged, PaymentDeclined)):
         return state.payment is not None
+    if isinstance(message, SagaTimeout):
+        return state.status == TIMED_OUT
     return False
 
 
