@@ -8,7 +8,7 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from app.topic_names import all_topic_names
+from app.topic_names import all_topic_names, changelog_names
 from config.settings import Settings
 
 
@@ -23,14 +23,23 @@ async def _until_led(admin: AIOKafkaAdminClient, names: list[str], timeout: floa
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Create every missing topic with the configured partitions; return the ones created."""
+    """Create every missing topic with the configured partitions; return the ones created.
+
+    Table changelogs are created here too (compacted, as Faust makes them): a worker that
+    creates them itself can meet a message before its consumer has their metadata.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [name for name in all_topic_names(settings) if name not in existing]
+        changelogs = set(changelog_names(settings))
+        missing = [name for name in [*all_topic_names(settings), *sorted(changelogs)] if name not in existing]
         if missing:
-            topics = [NewTopic(name, settings.partitions, settings.replication_factor) for name in missing]
+            topics = [
+                NewTopic(name, settings.partitions, settings.replication_factor,
+                         topic_configs={"cleanup.policy": "compact"} if name in changelogs else {})
+                for name in missing
+            ]
             with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 await admin.create_topics(topics)
             await _until_led(admin, missing)

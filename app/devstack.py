@@ -125,6 +125,7 @@ def main() -> int:
     try:
         asyncio.run(ensure_topics(settings))
         worker = start_worker(settings)
+        (settings.data_dir / "worker.pid").write_text(f"{worker.pid}\n")
         asyncio.run(_demo(settings))
     except KeyboardInterrupt:
         pass
@@ -133,6 +134,7 @@ def main() -> int:
         _say("stopping")
         if worker is not None:
             stop_process(worker)
+            (settings.data_dir / "worker.pid").unlink(missing_ok=True)
         if kafka is not None:
             kafka.stop()
         _say("stopped; state is kept in " + str(settings.data_dir))

@@ -7,6 +7,12 @@ from models import commands
 from models.topics import PUBLIC_TOPICS
 
 INTERNAL_TOPICS = (commands.SAGA, commands.STOCK, commands.WALLET, commands.CUSTOMER)
+TABLES = ("sagas", "stock", "wallets", "customers", "saga_deadlines")
+
+
+def changelog_names(settings: Settings) -> list[str]:
+    """Faust's changelog topic of each table (app id, table, ``-changelog``)."""
+    return [f"{settings.app_id}-{table}-changelog" for table in TABLES]
 
 
 def dead_letter_name(topic: str) -> str:

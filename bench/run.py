@@ -265,7 +265,8 @@ def table(report: Report) -> str:
                      (f"  records written ({guarantee})", f"{t['records_per_s']:,}/s = {ratio:.0%} of ceiling"),
                      (f"  worker ({guarantee})", f"{t['worker_cores']} cores, peak RSS {t['worker_peak_rss_mb']} MiB")]
         else:
-            rows.append((f"sagas ({guarantee})", f"STALLED: {t['completed']}/{t['orders']} in {t['stalled_after_s']}s"))
+            rows.append((f"sagas ({guarantee})",
+                         f"INCOMPLETE: {t['completed']}/{t['orders']} ended within {t['stalled_after_s']}s"))
     if report.latency:
         lat = report.latency
         rows.append((f"latency at {lat['rate_per_s']}/s", f"p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--recovery-keys", type=int, default=1_000_000)
     parser.add_argument("--guarantees", default="at_least_once,exactly_once")
-    parser.add_argument("--eos-timeout", type=float, default=60.0, help="give up on exactly_once after this")
+    parser.add_argument("--eos-timeout", type=float, default=240.0, help="give up on exactly_once after this")
     args = parser.parse_args(argv)
 
     report = Report(machine={"cpus": __import__("os").cpu_count(), "python": platform.python_version(),

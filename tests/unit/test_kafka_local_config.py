@@ -221,3 +221,4 @@ def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) ->
     fresh = iter([dash_first, uuid.UUID(int=1)])
     monkeypatch.setattr(kafka_local.uuid, "uuid4", lambda: next(fresh))
     assert not kafka_local.cluster_id().startswith("-")
+

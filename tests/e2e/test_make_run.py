@@ -1,0 +1,56 @@
+"""``make run``'s program end to end: broker, worker, demo data, orders confirmed and cancelled, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from app.kafka_local import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_demo_runs_orders_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
+    kafka_port, web_port = free_port(), free_port()
+    env = {**os.environ, "STREAMSAGA_BROKER": f"kafka://127.0.0.1:{kafka_port}", "STREAMSAGA_WEB_PORT": str(web_port),
+           "STREAMSAGA_DATA_DIR": str(tmp_path / "run"), "STREAMSAGA_DEMO_ORDER_INTERVAL_S": "0.2",
+           "STREAMSAGA_APP_ID": "demo-e2e"}
+    out = (tmp_path / "run.out").open("w+")
+    run = subprocess.Popen([sys.executable, "-m", "app.devstack"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                           cwd=Path(__file__).resolve().parents[2])
+    try:
+        deadline = time.monotonic() + 180
+        text = ""
+        while time.monotonic() < deadline and not ("confirmed" in text and "cancelled" in text):
+            time.sleep(1)
+            text = (tmp_path / "run.out").read_text()
+            assert run.poll() is None, text
+        assert "streamsaga is running" in text and f"127.0.0.1:{web_port}" in text
+        assert re.search(r"confirmed demo-\w+: charged \d+\.\d\d", text), text[-2000:]
+        assert re.search(r"cancelled demo-\w+: (OUT_OF_STOCK|PAYMENT_DECLINED)", text), text[-2000:]
+        broker_pid = int((tmp_path / "run" / "kafka" / "broker.pid").read_text())
+        worker_pid = int((tmp_path / "run" / "worker.pid").read_text())
+        assert _alive(broker_pid) and _alive(worker_pid)
+    finally:
+        run.send_signal(signal.SIGINT)
+        assert run.wait(90) == 0
+    text = (tmp_path / "run.out").read_text()
+    assert "stopped" in text
+    assert not _alive(broker_pid) and not _alive(worker_pid)
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+    assert leftovers == [], f"processes left running: {leftovers}"
