@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -39,7 +40,7 @@ def _bodies(kafka: LocalKafka, topic: str, event_type: str) -> dict[str, list[di
 
 def test_gateway_answers_declines_stays_silent_and_answers_late(kafka: LocalKafka, tmp_path: Path) -> None:
     settings = new_settings(kafka.bootstrap, tmp_path, "extpay", payment_mode="external",
-                            saga_timeout_s=8.0, timeout_check_interval_s=1.0)
+                            saga_timeout_s=20.0, timeout_check_interval_s=1.0)
     setup_topics(settings)
     write_events(settings, [StockAdded(**_ids(), sku=SKU, quantity=100)])
     worker = Worker(settings, tmp_path / "worker.log").start()
@@ -52,12 +53,17 @@ def test_gateway_answers_declines_stays_silent_and_answers_late(kafka: LocalKafk
         assert {oid: b[0]["amount"] for oid, b in requested.items()} == {o: "10.00" for o in requested}
         assert worker.get(f"/inventory/{SKU}")[1] == {"sku": SKU, "available": 92, "reserved": 8}
 
+        # The deadlines must survive the worker: restart it with its tables rebuilt from changelogs.
+        worker.stop()
+        shutil.rmtree(settings.data_dir)
+        worker = Worker(settings, tmp_path / "worker.log").start()
+
         answer = {"order_id": "", "customer_id": "cust-ext", "amount": Decimal("10.00")}
         write_events(settings, [
             PaymentProcessed(**_ids(), **{**answer, "order_id": "paid"}),
             PaymentFailed(**_ids(), **{**answer, "order_id": "declined"}, reason="CARD_DECLINED"),
         ])
-        done = {o: worker.get(f"/orders/{o}?wait=20")[1] for o in ("paid", "declined", "silent", "late")}
+        done = {o: worker.get(f"/orders/{o}?wait=40", timeout=60)[1] for o in ("paid", "declined", "silent", "late")}
         assert (done["paid"]["status"], done["paid"]["reason"]) == ("COMPLETED", None)
         assert (done["declined"]["status"], done["declined"]["reason"]) == ("FAILED", "PAYMENT_DECLINED")
         for silent in ("silent", "late"):
