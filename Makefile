@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit lint bench clean
+.PHONY: install run test test-unit sim lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,14 +16,21 @@ install: $(STAMP) ## Create .venv and install the app with its dev tools
 run: $(STAMP) ## Start a local broker, a worker with web views, demo data and orders (Ctrl-C stops all)
 	$(PY) -m app.devstack
 
-test: $(STAMP) ## Lint, unit tests, then integration tests on a real local Kafka broker
+test: $(STAMP) ## Lint, unit tests, the simulation's fixed seeds, then integration tests on a real local Kafka broker
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/simulation -q
 	$(PY) -m pytest tests/integration tests/e2e -q -m "integration or e2e"
 
 test-unit: $(STAMP) ## Only the tests that need no broker
 	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/simulation -q
+
+SEEDS ?= 1000
+ORDERS ?= 200
+sim: $(STAMP) ## Simulate the topology for many seeds, with a progress bar (SEEDS=1000 ORDERS=200 SIM_ARGS=...)
+	$(PY) tests/simulation/run.py --seeds $(SEEDS) --orders $(ORDERS) $(SIM_ARGS)
 
 bench: $(STAMP) ## Throughput, latency and recovery beside a raw aiokafka ceiling (BENCH_ARGS=--orders 50000 ...)
 	$(PY) bench/run.py $(BENCH_ARGS)

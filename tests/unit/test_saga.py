@@ -894,7 +894,7 @@ def small_world(rng: random.Random, policy: SagaPolicy) -> tuple[Scenario, dict[
     config = Config(
         payment_mode=policy.payment_mode, partitions=2, public_partitions=2, workers=2, timeout_s=60.0,
         check_interval_s=10.0, step_s=0.05, commit_interval_s=0.5, crash_p=0.08, dup_p=0.1,
-        stall_every_s=rng.choice([0.0, 2.0]), jump_every_s=rng.choice([0.0, 3.0]),
+        stall_p=rng.choice([0.0, 0.02]), jump_p=rng.choice([0.0, 0.01]),
     )
     inputs.sort(key=lambda each: each.at)
     return Scenario(rng.randrange(2**32), config, tuple(inputs)), initial_stock, initial_funds
