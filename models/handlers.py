@@ -6,6 +6,7 @@ nothing changed) and the messages to send. No Faust, no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 import orjson
@@ -21,6 +22,7 @@ from models.events import (
     PaymentProcessed,
     StockAdded,
     UserRegistered,
+    parse_time,
 )
 from models.saga import SagaPolicy, SagaState, transition
 from models.stock import Stock, handle_stock
@@ -66,6 +68,16 @@ def saga_step(
     new_state, outputs = transition(state, message, now, policy)
     changed = new_state is not None and new_state is not state
     return (new_state.to_json() if changed and new_state is not None else None), outputs, new_state
+
+
+def deadline_entry(state: SagaState) -> bytes | None:
+    """What the deadline index holds for a saga: its deadline while in progress, nothing once it ended."""
+    return None if state.is_terminal else state.deadline.encode()
+
+
+def overdue(index: Iterable[tuple[bytes, bytes | None]], now: datetime) -> list[str]:
+    """Order ids in a deadline index whose deadline has passed."""
+    return [key.decode() for key, deadline in index if deadline is not None and parse_time(deadline.decode()) <= now]
 
 
 def stock_step(sku: str, stored: bytes | None, message: Message) -> Handled:

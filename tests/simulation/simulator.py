@@ -37,7 +37,8 @@ import orjson
 
 from models import commands, handlers
 from models.commands import Command, Message, SagaTimeout, decode_message
-from models.events import BadMessage, Event, PaymentFailed, PaymentProcessed, decode_event, parse_time
+from models.events import BadMessage, Event, PaymentFailed, PaymentProcessed, decode_event
+from models.handlers import deadline_entry, overdue
 from models.saga import SagaPolicy, SagaState
 from models.topics import INPUT_TOPICS, PAYMENT_EVENTS, PUBLIC_TOPICS, topic_of
 from simulation.scenario import DECLINE, NEVER, PAY, Scenario, at_time, format_time_at
@@ -427,11 +428,9 @@ class Simulation:
 
     def _track_deadline(self, task: Task, order_id: str, state: SagaState) -> list[Effect]:
         """agents/saga.py ``_track_deadline``: the deadline index beside the saga, written first."""
-        index = task.tables[DEADLINES]
-        if state.is_terminal:
-            return [("table", DEADLINES, order_id, None, "")] if index.get(order_id) is not None else []
-        if index.get(order_id) != state.deadline.encode():
-            return [("table", DEADLINES, order_id, state.deadline.encode(), "")]
+        wanted = deadline_entry(state)
+        if task.tables[DEADLINES].get(order_id) != wanted:
+            return [("table", DEADLINES, order_id, wanted, "")]
         return []
 
     @staticmethod
@@ -445,11 +444,10 @@ class Simulation:
         """agents/saga.py ``expire_sagas``: a SagaTimeout for each saga past its deadline, on own partitions."""
         now = at_time(self.now)
         expired = [
-            key
+            order_id
             for task in self.saga_tasks
             if task.worker == worker
-            for key, deadline in list(task.tables[DEADLINES].items())
-            if parse_time(deadline.decode()) <= now
+            for order_id in overdue(((k.encode(), v) for k, v in task.tables[DEADLINES].items()), now)
         ]
         if not expired:
             return
