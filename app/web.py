@@ -36,6 +36,11 @@ def _not_found(view: web.View, what: str, key: str) -> web.Response:
     return _json(view, {"error": f"{what} {key!r} not found"}, status=404)
 
 
+def _stored(view: web.View, raw: bytes | None, what: str, key: str, render: Callable[[bytes], Any]) -> web.Response:
+    """A table value rendered as JSON, or the contract's 404."""
+    return _not_found(view, what, key) if raw is None else _json(view, render(raw))
+
+
 View = Callable[..., Awaitable[web.Response]]
 
 
@@ -126,10 +131,7 @@ class Inventory(web.View):
     @owned(stock, "sku")
     async def get(self, request: web.Request, sku: str) -> web.Response:
         """Available and reserved units."""
-        raw = stock.get(sku)
-        if raw is None:
-            return _not_found(self, "sku", sku)
-        return _json(self, Stock.from_json(raw).view())
+        return _stored(self, stock.get(sku), "sku", sku, lambda raw: Stock.from_json(raw).view())
 
 
 @app.page("/wallets/{customer_id}")
@@ -139,10 +141,7 @@ class Wallets(web.View):
     @owned(wallets, "customer_id")
     async def get(self, request: web.Request, customer_id: str) -> web.Response:
         """The balance as a decimal string."""
-        raw = wallets.get(customer_id)
-        if raw is None:
-            return _not_found(self, "wallet", customer_id)
-        return _json(self, Wallet.from_json(raw).view())
+        return _stored(self, wallets.get(customer_id), "wallet", customer_id, lambda raw: Wallet.from_json(raw).view())
 
 
 @app.page("/customers/{customer_id}")
@@ -152,7 +151,4 @@ class Customers(web.View):
     @owned(customers, "customer_id")
     async def get(self, request: web.Request, customer_id: str) -> web.Response:
         """Name and email."""
-        raw = customers.get(customer_id)
-        if raw is None:
-            return _not_found(self, "customer", customer_id)
-        return _json(self, orjson.loads(raw))
+        return _stored(self, customers.get(customer_id), "customer", customer_id, orjson.loads)
