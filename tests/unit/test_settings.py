@@ -220,3 +220,12 @@ def test_topic_names_with_prefix() -> None:
     assert settings.topic("order-events") == "t42-order-events"
     assert settings.topic("order-events.DLQ") == "t42-order-events.DLQ"
     assert settings.internal_topic("stock-commands") == "t42-shop-stock-commands"
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    """The README's settings table names each STREAMSAGA_* variable the code reads."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [f.name for f in dataclasses.fields(Settings) if f"`STREAMSAGA_{f.name.upper()}`" not in readme]
+    assert missing == []
