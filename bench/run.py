@@ -216,7 +216,7 @@ def recovery(bootstrap: str, root: Path, keys: int) -> dict[str, Any]:
     asyncio.run(produce(settings, workload.seed_events(0)))
     changelog = f"{settings.app_id}-stock-changelog"
     say(f"writing {keys} stock rows straight into {changelog} (as if {keys} skus had been stocked)")
-    # The changelog must exist with the table's partitions before the worker first starts.
+    # A first worker applies the seed, so the probe orders after each restart find stock and money.
     worker = start_worker(settings, root / "worker-recovery.log")
     _wait_seeded(settings)
     stop_process(worker)

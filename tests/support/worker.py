@@ -5,71 +5,44 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from app.devstack import start_worker, stop_process
 from app.kafka_local import free_port
 from config.settings import Settings
-
-STREAMSAGA = str(Path(sys.executable).with_name("streamsaga"))
 
 
 @dataclass
 class Worker:
-    """One worker process with its own web port and data directory."""
+    """One worker process with its own web port and data directory, started as ``make run`` starts it."""
 
     settings: Settings
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         """Base URL of this worker's web views."""
         return f"http://{self.settings.web_host}:{self.settings.web_port}"
 
-    def start(self, timeout: float = 90.0) -> Worker:
-        """Start the worker and wait until its web server answers."""
-        env = {**os.environ, **self.settings.to_env(), **self.extra_env}
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [STREAMSAGA, "worker", "-l", "info"], env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
-            if self._answers():
-                return self
-            time.sleep(0.3)
-        raise TimeoutError(f"worker did not answer within {timeout}s:\n{self.log_tail()}")
-
-    def _answers(self) -> bool:
-        """True once the worker says it is ready to serve views."""
+    def start(self) -> Worker:
+        """Start the worker and wait until it says it is ready; a failure shows the log's end."""
         try:
-            urllib.request.urlopen(f"{self.url}/health", timeout=2)
-        except (urllib.error.URLError, OSError):
-            return False
-        return True
+            self.process = start_worker(self.settings, self.log_path)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{self.log_tail()}") from None
+        return self
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self) -> None:
         """Stop gracefully, then by force if it does not go."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        if self.process is not None:
+            stop_process(self.process)
 
     def kill(self) -> None:
         """``kill -9``: no chance to commit, flush or close anything."""
