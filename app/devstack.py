@@ -15,7 +15,7 @@ from typing import Any
 
 from app.admin import ensure_topics
 from app.demo import produce, seed_events, trickle, watch_outcomes
-from app.kafka_local import BrokerConfig, LocalKafka, broker_answers
+from app.kafka_local import BrokerConfig, LocalKafka, broker_answers, free_port, port_free
 from config.settings import Settings
 
 WORKER_START_TIMEOUT_S = 120.0
@@ -38,7 +38,10 @@ def start_broker(settings: Settings) -> LocalKafka | None:
     if broker_answers(host, int(port)):
         _say(f"using the Kafka broker already at {host}:{port}")
         return None
-    kafka = LocalKafka(BrokerConfig(host=host, port=int(port), data_dir=settings.data_dir / "kafka"))
+    # The controller listens on the next port up, or on any free one when that is taken.
+    controller = int(port) + 1 if port_free(host, int(port) + 1) else free_port()
+    kafka = LocalKafka(BrokerConfig(host=host, port=int(port), controller_port=controller,
+                                    data_dir=settings.data_dir / "kafka"))
     _say(f"starting Kafka (KRaft) on {host}:{port}; its logs are in {settings.data_dir / 'kafka'}")
     return kafka.start(timeout=120)
 

@@ -275,7 +275,7 @@ def broker_answers(host: str, port: int, timeout: float = 2.0) -> bool:
     return bool(correlation_id == 1 and brokers > 0)
 
 
-def _port_free(host: str, port: int) -> bool:
+def port_free(host: str, port: int) -> bool:
     """Check a port can be bound, to fail fast instead of after a JVM start."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -416,7 +416,7 @@ class LocalKafka:
             )
         cfg = self.config
         for host, port in ((cfg.host, cfg.port), ("127.0.0.1", cfg.quorum_port)):
-            if not _port_free(host, port):
+            if not port_free(host, port):
                 raise KafkaLaunchError(f"port {port} is already in use; pick another one")
 
     def _write_configs(self) -> None:
