@@ -9,6 +9,9 @@ import pytest
 
 from app.kafka_local import BrokerConfig, LocalKafka, free_port
 
+#: How much of each worker log a failed test shows.
+LOG_TAIL_LINES = 150
+
 
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
@@ -20,3 +23,15 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed broker test shows the end of every worker log it wrote, so a CI failure can be read."""
+    outcome = yield
+    report = outcome.get_result()
+    tmp = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.failed and isinstance(tmp, Path):
+        for log in sorted(tmp.rglob("*.log")):
+            lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            report.sections.append((f"worker log {log.name} (last {len(lines)} lines)", "\n".join(lines)))

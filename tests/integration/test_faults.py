@@ -136,10 +136,29 @@ def _all_ended(bootstrap: str, settings: Settings, orders: list[OrderPlaced]) ->
     return count_ended(bootstrap, settings.topic("order-events")) >= len(orders)
 
 
-def _settle(bootstrap: str, settings: Settings, orders: list[OrderPlaced], what: str) -> None:
-    """Until every order has an outcome and nothing more is written (re-sent copies included)."""
-    wait_until(lambda: _all_ended(bootstrap, settings, orders), 180, what, every=2.0)
+def _settle(bootstrap: str, settings: Settings, orders: list[OrderPlaced], what: str,
+            worker: Worker | None = None) -> None:
+    """Until every order has an outcome and nothing more is written (re-sent copies included).
+
+    On timeout it names the orders without an outcome and what ``worker``'s saga view says of them.
+    """
+    try:
+        wait_until(lambda: _all_ended(bootstrap, settings, orders), 180, what, every=2.0)
+    except AssertionError as timeout:
+        ended = terminal(read_topic(bootstrap, settings.topic("order-events")))
+        missing = [o.order_id for o in orders if o.order_id not in ended]
+        views = {oid: _view_or_error(worker, f"/orders/{oid}") for oid in missing[:5]} if worker else {}
+        detail = views or missing[:5]
+        raise AssertionError(f"{timeout}: {len(missing)} orders without an outcome, e.g. {detail}") from None
     wait_quiet(bootstrap, all_topic_names(settings), 60)
+
+
+def _view_or_error(worker: Worker, path: str) -> Any:
+    """A view's answer, or the error that stopped it, for a failure message."""
+    try:
+        return worker.get(path, timeout=5)
+    except OSError as error:
+        return repr(error)
 
 
 def test_kill_9_mid_load_then_restart_loses_nothing_and_applies_nothing_twice(
@@ -158,7 +177,7 @@ def test_kill_9_mid_load_then_restart_loses_nothing_and_applies_nothing_twice(
         seen, at_kill = _kill_mid_load(kafka.bootstrap, settings, worker, orders)
 
         restarted.start()  # same settings, same data dir
-        _settle(kafka.bootstrap, settings, orders, "every order to end")
+        _settle(kafka.bootstrap, settings, orders, "every order to end", restarted)
 
         outcome, copies = _check_outcomes(kafka.bootstrap, settings, orders, expected, LOAD)
         _check_balances(kafka.bootstrap, settings, restarted, orders, outcome)
@@ -189,7 +208,7 @@ def test_group_member_killed_mid_load_the_other_takes_over(kafka: LocalKafka, tm
         write_events(settings, orders)
         seen, at_kill = _kill_mid_load(kafka.bootstrap, settings, first, orders)
 
-        _settle(kafka.bootstrap, settings, orders, "the survivor to end every order")
+        _settle(kafka.bootstrap, settings, orders, "the survivor to end every order", second)
         outcome, copies = _check_outcomes(kafka.bootstrap, settings, orders, expected, LOAD)
         _check_balances(kafka.bootstrap, settings, second, orders, outcome)
 
@@ -266,7 +285,7 @@ def test_restart_keeps_views_with_data_dir_kept_and_rebuilt_from_changelogs(
         wait_for_seed(worker)
         orders, expected = build_orders(random.Random(240), mix)
         write_events(settings, orders)
-        _settle(kafka.bootstrap, settings, orders, "every order to end")
+        _settle(kafka.bootstrap, settings, orders, "every order to end", worker)
         outcome, _ = _check_outcomes(kafka.bootstrap, settings, orders, expected, mix)
         _check_balances(kafka.bootstrap, settings, worker, orders, outcome)
 
