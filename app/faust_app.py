@@ -5,17 +5,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 import faust
+from faust.stores import STORES
 
 from config.settings import Settings
 from models.saga import SagaPolicy
 
 settings = Settings.from_env()
+# Our RocksDB store, which rebuilds far-behind table partitions in bulk (tables/bulk_restore.py).
+STORES.aliases["rocksdb-bulk"] = "tables.bulk_restore:Store"
 policy = SagaPolicy(payment_mode=settings.payment_mode, timeout=timedelta(seconds=settings.saga_timeout_s))
 
 app = faust.App(
     settings.app_id,
     broker=settings.broker,
-    store="rocksdb://",
+    store="rocksdb-bulk://",
     datadir=str(settings.data_dir / "worker"),
     topic_partitions=settings.partitions,
     topic_replication_factor=settings.replication_factor,

@@ -35,6 +35,7 @@ class Settings:
     session_timeout_s: float = 15.0
     producer_linger_ms: float = 5.0
     commit_interval_s: float = 1.0
+    bulk_restore_min_records: int = 20_000
     saga_timeout_s: float = 300.0
     timeout_check_interval_s: float = 30.0
     retry_attempts: int = 3
@@ -62,6 +63,8 @@ class Settings:
             raise SettingsError("commit_interval_s must be positive")
         if self.saga_timeout_s <= 0 or self.timeout_check_interval_s <= 0:
             raise SettingsError("saga_timeout_s and timeout_check_interval_s must be positive")
+        if self.bulk_restore_min_records < 0:
+            raise SettingsError("bulk_restore_min_records must not be negative (0 turns bulk restore off)")
         if self.retry_attempts < 1:
             raise SettingsError("retry_attempts must be at least 1")
         if not 0 < self.web_port < 65536:

@@ -24,6 +24,7 @@ DEFAULTS = {
         "session_timeout_s": 15.0,
         "producer_linger_ms": 5.0,
         "commit_interval_s": 1.0,
+        "bulk_restore_min_records": 20_000,
     "saga_timeout_s": 300.0,
     "timeout_check_interval_s": 30.0,
     "retry_attempts": 3,
@@ -151,6 +152,7 @@ def test_unparsable_values_raise_naming_the_variable(name: str, raw: str) -> Non
         ("saga_timeout_s", "-5"),
         ("timeout_check_interval_s", "0"),
         ("retry_attempts", "0"),
+        ("bulk_restore_min_records", "-1"),
     ],
 )
 def test_out_of_range_values_raise_naming_the_setting(name: str, raw: str) -> None:

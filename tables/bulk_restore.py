@@ -1,0 +1,103 @@
+"""A RocksDB store that catches up with its changelog in bulk before Faust's own recovery runs.
+
+Faust applies a changelog one record at a time through its stream machinery: about 10,000 rows/s
+on our machine, so a table of a million keys takes more than a minute and a half to rebuild.
+When a partition is assigned with many records still to apply, this store reads them with a
+plain consumer and writes them in RocksDB write batches, then records the offset it reached as
+the partition's persisted offset, exactly where Faust's recovery expects it. Faust then reads only
+what is left (nothing, or what was written in the meantime). Gaps smaller than
+``bulk_restore_min_records`` are left to Faust.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+import rocksdict
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from faust.stores import rocksdb
+from faust.types import TP
+
+from app.faust_app import settings
+
+log = logging.getLogger(__name__)
+
+#: Records per read and per RocksDB write batch.
+BATCH = 50_000
+#: Stop when no record arrives for this long (e.g. the end is a transaction marker).
+IDLE_S = 2.0
+PROGRESS_EVERY_S = 5.0
+
+
+class Store(rocksdb.Store):
+    """Faust's RocksDB store, with a bulk catch-up of newly assigned changelog partitions."""
+
+    async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
+                           generation_id: int = 0) -> None:
+        """Assign as Faust does, then bring far-behind partitions of this table up to date."""
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        mine = {tp for tp in newly_assigned if tp.topic in self.table.changelog_topic.topics}
+        if mine and settings.bulk_restore_min_records > 0:
+            await self.bulk_restore(mine)
+
+    async def bulk_restore(self, tps: Iterable[TP]) -> int:
+        """Apply changelog records from each partition's persisted offset to its end; how many."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=[f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker],
+            group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+            isolation_level="read_committed" if self.app.in_transaction else "read_uncommitted",
+            max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+        )
+        await consumer.start()
+        try:
+            return await self._restore_with(consumer, list(tps))
+        finally:
+            await consumer.stop()
+
+    async def _restore_with(self, consumer: AIOKafkaConsumer, tps: list[TP]) -> int:
+        """Read every far-behind partition to the end it had when we started."""
+        parts = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        starts = {tp: (self.persisted_offset(tp) or -1) + 1 for tp in parts}
+        pending = {tp: ends[tp] for tp in parts if ends[tp] - starts[tp] >= settings.bulk_restore_min_records}
+        if not pending:
+            return 0
+        for tp in pending:
+            consumer.seek(tp, starts[tp])
+        total, applied = sum(end - starts[tp] for tp, end in pending.items()), 0
+        log.info("restoring %s in bulk: %d records in %d partitions", self.table.name, total, len(pending))
+        started = shown = idle_since = time.monotonic()
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=500, max_records=BATCH)
+            now = time.monotonic()
+            if not batch:
+                if now - idle_since > IDLE_S:
+                    break
+                continue
+            idle_since = now
+            for tp, records in batch.items():
+                applied += self._write(tp.partition, records)
+                if await consumer.position(tp) >= pending[tp]:
+                    del pending[tp]
+            if now - shown >= PROGRESS_EVERY_S:
+                shown = now
+                log.info("restoring %s: %d of %d records", self.table.name, applied, total)
+        elapsed = max(time.monotonic() - started, 1e-6)
+        log.info("restored %s: %d records in %.1f s (%.0f/s)", self.table.name, applied, elapsed, applied / elapsed)
+        return applied
+
+    def _write(self, partition: int, records: list[ConsumerRecord[bytes, bytes]]) -> int:
+        """One write batch for a partition's records, then its persisted offset."""
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for record in records:
+            if record.value is None:
+                batch.delete(record.key)
+            else:
+                batch.put(record.key, record.value)
+        db = self._db_for_partition(partition)
+        db.write(batch)
+        db.put(self.offset_key, str(records[-1].offset).encode())
+        return len(records)
