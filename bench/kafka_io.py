@@ -75,6 +75,30 @@ async def terminal_times(bootstrap: str, topic: str, wanted: set[str], timeout: 
         await consumer.stop()
 
 
+async def arrival_span(bootstrap: str, topic: str, count: int, timeout: float,
+                       progress: Callable[[int], None] | None = None) -> float:
+    """Follow ``topic`` until ``count`` records are there; seconds from the first record's time to the last's."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    seen, first, last = 0, float("inf"), 0.0
+    deadline = time.monotonic() + timeout
+    try:
+        while seen < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=20_000)
+            for messages in batch.values():
+                seen += len(messages)
+                first = min([first] + [m.timestamp / 1000 for m in messages])
+                last = max([last] + [m.timestamp / 1000 for m in messages])
+            if progress is not None:
+                progress(seen)
+        if seen < count:
+            raise TimeoutError(f"only {seen} of {count} records reached {topic} within {timeout}s")
+        return last - first
+    finally:
+        await consumer.stop()
+
+
 def run(coroutine: object) -> object:
     """asyncio.run with a name that reads well at the call site."""
     return asyncio.run(coroutine)  # type: ignore[arg-type]

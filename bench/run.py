@@ -7,9 +7,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -62,6 +64,7 @@ class Report:
 
     machine: dict[str, Any] = field(default_factory=dict)
     ceiling: dict[str, Any] = field(default_factory=dict)
+    faust_floor: dict[str, Any] = field(default_factory=dict)
     throughput: dict[str, dict[str, Any]] = field(default_factory=dict)
     latency: dict[str, Any] = field(default_factory=dict)
     recovery: dict[str, Any] = field(default_factory=dict)
@@ -98,6 +101,27 @@ async def _ceiling(bootstrap: str, count: int, size: int) -> dict[str, Any]:
         await consumer.stop()
     return {"messages": count, "message_bytes": size, "seconds": round(elapsed, 2),
             "messages_per_s": round(count / elapsed)}
+
+
+def faust_floor(bootstrap: str, root: Path, count: int, size: int) -> dict[str, Any]:
+    """The same pass-through as one Faust agent (bench/faust_passthrough.py): Faust's cost per message."""
+    source, sink = "bench-faust-in", "bench-faust-out"
+    asyncio.run(kafka_io.create_topics(bootstrap, [source, sink]))
+    asyncio.run(kafka_io.bulk_write(bootstrap, source, ((f"k{n}".encode(), b"x" * size) for n in range(count))))
+    env = {**os.environ, "BENCH_BROKER": f"kafka://{bootstrap}", "BENCH_APP_ID": "bench-faust-floor",
+           "BENCH_SOURCE": source, "BENCH_SINK": sink}
+    log = (root / "faust-floor.log").open("ab")
+    worker = subprocess.Popen([sys.executable, str(ROOT / "bench" / "faust_passthrough.py"), "worker", "-l", "warn"],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        cpu_before, wall_before = procstat.cpu_seconds(worker.pid), time.monotonic()
+        span = asyncio.run(kafka_io.arrival_span(bootstrap, sink, count, 600, progress("faust pass-through", count)))
+        cpu = procstat.cpu_seconds(worker.pid) - cpu_before
+        cores = cpu / (time.monotonic() - wall_before)
+    finally:
+        stop_process(worker)
+    return {"messages": count, "message_bytes": size, "seconds": round(span, 2),
+            "messages_per_s": round(count / max(span, 1e-3)), "worker_cores": round(cores, 2)}
 
 
 def _settings(bootstrap: str, root: Path, name: str, **overrides: Any) -> Settings:
@@ -258,6 +282,10 @@ def table(report: Report) -> str:
     """The figures as a plain text table."""
     rows = [("ceiling: aiokafka pass-through", f"{report.ceiling['messages_per_s']:,} msg/s "
              f"({report.ceiling['message_bytes']} B)")]
+    if report.faust_floor:
+        floor = report.faust_floor
+        rows.append(("Faust pass-through (one agent)", f"{floor['messages_per_s']:,} msg/s, "
+                     f"{floor['worker_cores']} cores"))
     for guarantee, t in report.throughput.items():
         if "sagas_per_s" in t:
             ratio = t["records_per_s"] / report.ceiling["messages_per_s"]
@@ -286,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--orders", type=int, default=20_000, help="backlog of orders for the throughput run")
     parser.add_argument("--ceiling-messages", type=int, default=200_000)
+    parser.add_argument("--faust-messages", type=int, default=50_000)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--recovery-keys", type=int, default=1_000_000)
     parser.add_argument("--guarantees", default="at_least_once,exactly_once")
@@ -302,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
                                      heap="1g")) as kafka:
             say(f"ceiling: {args.ceiling_messages} messages of {len(sample)} bytes")
             report.ceiling = asyncio.run(_ceiling(kafka.bootstrap, args.ceiling_messages, len(sample)))
-            for guarantee in args.guarantees.split(","):
+            say(f"faust floor: the same pass-through as one Faust agent, {args.faust_messages} messages")
+            report.faust_floor = faust_floor(kafka.bootstrap, root, args.faust_messages, len(sample))
+            for guarantee in filter(None, args.guarantees.split(",")):
                 timeout = args.eos_timeout if guarantee == "exactly_once" else 1800.0
                 report.throughput[guarantee] = throughput(kafka.bootstrap, root, guarantee, args.orders, timeout)
             best = report.throughput.get("at_least_once", {}).get("sagas_per_s")
