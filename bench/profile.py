@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--orders", type=int, default=5_000)
     parser.add_argument("--guarantee", default="at_least_once")
+    parser.add_argument("--linger-ms", type=float, default=None, help="the worker's producer linger")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args(argv)
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         say("starting Kafka")
         with LocalKafka(BrokerConfig(port=free_port(), controller_port=free_port(), data_dir=root / "kafka",
                                      heap="1g")) as kafka:
-            settings = _settings(kafka.bootstrap, root, "profile", processing_guarantee=args.guarantee)
+            extra = {} if args.linger_ms is None else {"producer_linger_ms": args.linger_ms}
+            settings = _settings(kafka.bootstrap, root, "profile", processing_guarantee=args.guarantee, **extra)
             asyncio.run(ensure_topics(settings))
             asyncio.run(produce(settings, workload.seed_events(args.orders)))
             topic = settings.topic("order-events")
