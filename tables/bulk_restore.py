@@ -45,7 +45,7 @@ class Store(rocksdb.Store):
     async def bulk_restore(self, tps: Iterable[TP]) -> int:
         """Apply changelog records from each partition's persisted offset to its end; how many."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=[f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker],
+            bootstrap_servers=settings.bootstrap_servers,
             group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
             isolation_level="read_committed" if self.app.in_transaction else "read_uncommitted",
             max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
@@ -79,7 +79,7 @@ class Store(rocksdb.Store):
                 continue
             idle_since = now
             for tp, records in batch.items():
-                applied += self._write(tp.partition, records)
+                applied += self._write(tp, records)
                 if await consumer.position(tp) >= pending[tp]:
                     del pending[tp]
             if now - shown >= PROGRESS_EVERY_S:
@@ -89,7 +89,7 @@ class Store(rocksdb.Store):
         log.info("restored %s: %d records in %.1f s (%.0f/s)", self.table.name, applied, elapsed, applied / elapsed)
         return applied
 
-    def _write(self, partition: int, records: list[ConsumerRecord[bytes, bytes]]) -> int:
+    def _write(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> int:
         """One write batch for a partition's records, then its persisted offset."""
         batch = rocksdict.WriteBatch(raw_mode=True)
         for record in records:
@@ -97,7 +97,6 @@ class Store(rocksdb.Store):
                 batch.delete(record.key)
             else:
                 batch.put(record.key, record.value)
-        db = self._db_for_partition(partition)
-        db.write(batch)
-        db.put(self.offset_key, str(records[-1].offset).encode())
+        self._db_for_partition(tp.partition).write(batch)
+        self.set_persisted_offset(tp, records[-1].offset)
         return len(records)
