@@ -9,7 +9,6 @@ flame graph) under ``bench/results/``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import signal
 import subprocess
 import sys
@@ -21,12 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.admin import ensure_topics  # noqa: E402
-from app.demo import produce  # noqa: E402
 from app.devstack import start_worker, stop_process  # noqa: E402
 from app.kafka_local import BrokerConfig, LocalKafka, free_port  # noqa: E402
-from bench import kafka_io, workload  # noqa: E402
-from bench.run import RESULTS, _settings, progress, say  # noqa: E402
+from bench.run import RESULTS, _settings, backlog_outcomes, say, write_backlog  # noqa: E402
 
 #: Our own top-level packages; py-spy names a frame's file relative to its sys.path entry.
 OURS = {"agents", "app", "config", "models", "tables"}
@@ -85,20 +81,14 @@ def main(argv: list[str] | None = None) -> int:
                                      heap="1g")) as kafka:
             extra = {} if args.linger_ms is None else {"producer_linger_ms": args.linger_ms}
             settings = _settings(kafka.bootstrap, root, "profile", processing_guarantee=args.guarantee, **extra)
-            asyncio.run(ensure_topics(settings))
-            asyncio.run(produce(settings, workload.seed_events(args.orders)))
-            topic = settings.topic("order-events")
-            asyncio.run(kafka_io.bulk_write(kafka.bootstrap, topic, ((o.order_id.encode(), o.encode())
-                                            for o in workload.orders(args.orders)), progress("orders", args.orders)))
+            write_backlog(settings, args.orders)
             worker = start_worker(settings, root / "worker.log")
             sampler = subprocess.Popen([str(spy), "record", "--pid", str(worker.pid), "--rate", str(args.rate),
                                         "--format", "raw", "--output", str(out), "--nonblocking"],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 started = time.monotonic()
-                wanted = {f"bench-{n:07d}" for n in range(args.orders)}
-                times = asyncio.run(kafka_io.terminal_times(kafka.bootstrap, topic, wanted, 1800,
-                                                            progress("sagas", args.orders)))
+                times = backlog_outcomes(settings, args.orders, 1800, "sagas")
                 elapsed = time.monotonic() - started
             finally:
                 sampler.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C, not on SIGTERM

@@ -153,22 +153,33 @@ def _wait_seeded(settings: Settings, timeout: float = 120) -> None:
     raise TimeoutError("seed data did not arrive")
 
 
-def throughput(bootstrap: str, root: Path, guarantee: str, count: int, timeout: float) -> dict[str, Any]:
-    """Completed sagas/s with a backlog of ``count`` orders waiting when the worker starts."""
-    settings = _settings(bootstrap, root, f"tput-{guarantee.replace('_', '')}", processing_guarantee=guarantee)
+def write_backlog(settings: Settings, count: int) -> str:
+    """Topics, the seed and ``count`` orders of the fixed mix, before any worker starts; the order topic."""
     asyncio.run(ensure_topics(settings))
     asyncio.run(produce(settings, workload.seed_events(count)))
     topic = settings.topic("order-events")
+    asyncio.run(kafka_io.bulk_write(settings.bootstrap_servers, topic, ((o.order_id.encode(), o.encode())
+                                    for o in workload.orders(count)), progress("orders", count)))
+    return topic
+
+
+def backlog_outcomes(settings: Settings, count: int, timeout: float, label: str) -> dict[str, float]:
+    """Until every order of the backlog has its outcome (or ``timeout``); order id -> outcome time."""
+    wanted = {workload.order_id(n) for n in range(count)}
+    return asyncio.run(kafka_io.terminal_times(settings.bootstrap_servers, settings.topic("order-events"), wanted,
+                                               timeout, progress(label, count)))
+
+
+def throughput(bootstrap: str, root: Path, guarantee: str, count: int, timeout: float) -> dict[str, Any]:
+    """Completed sagas/s with a backlog of ``count`` orders waiting when the worker starts."""
+    settings = _settings(bootstrap, root, f"tput-{guarantee.replace('_', '')}", processing_guarantee=guarantee)
     say(f"{guarantee}: writing {count} orders")
-    asyncio.run(kafka_io.bulk_write(bootstrap, topic, ((o.order_id.encode(), o.encode())
-                                                       for o in workload.orders(count)), progress("orders", count)))
+    topic = write_backlog(settings, count)
     worker = start_worker(settings, root / f"worker-{guarantee}.log")
     try:
         cpu_before = procstat.cpu_seconds(worker.pid)
         wall_before = time.monotonic()
-        wanted = {f"bench-{n:07d}" for n in range(count)}
-        times = asyncio.run(kafka_io.terminal_times(bootstrap, topic, wanted, timeout,
-                                                    progress(f"sagas ({guarantee})", count)))
+        times = backlog_outcomes(settings, count, timeout, f"sagas ({guarantee})")
         cpu = procstat.cpu_seconds(worker.pid) - cpu_before
         wall = time.monotonic() - wall_before
         rss = procstat.peak_rss_mb(worker.pid)

@@ -27,6 +27,11 @@ def seed_events(orders: int) -> list[Event]:
     return [*stock, *funds]
 
 
+def order_id(n: int) -> str:
+    """The id of order ``n``, so the benchmark knows which outcomes to wait for."""
+    return f"bench-{n:07d}"
+
+
 def order(n: int, rng: random.Random) -> OrderPlaced:
     """Order ``n``: every tenth out of stock, every tenth (offset 5) from a customer with no money."""
     lines = [OrderLine(sku=sku, quantity=rng.randint(1, 3), unit_price=PRICE) for sku in rng.sample(SKUS, 2)]
@@ -36,7 +41,7 @@ def order(n: int, rng: random.Random) -> OrderPlaced:
     elif n % 10 == 5:
         customer = rng.choice(BROKE)
     total = sum((line.quantity * line.unit_price for line in lines), Decimal("0.00"))
-    return OrderPlaced(**_ids(), order_id=f"bench-{n:07d}", customer_id=customer, items=tuple(lines),
+    return OrderPlaced(**_ids(), order_id=order_id(n), customer_id=customer, items=tuple(lines),
                        total_amount=total)
 
 
