@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -24,6 +24,7 @@ ONCE_PER_ORDER = (
     "PaymentProcessed", "PaymentFailed", "PaymentRefunded", "SagaCompleted", "SagaFailed", "SagaTimedOut",
     "CompensationCompleted", "CustomerNotified",
 )
+T = TypeVar("T", int, Decimal)
 TERMINAL_SAGA_EVENTS = {"SagaCompleted": "COMPLETED", "SagaFailed": "FAILED", "SagaTimedOut": "TIMED_OUT"}
 
 
@@ -149,6 +150,17 @@ def _invalid_orders(
             problems.append(f"DLQ: {topic}[{key}] was dead-lettered: {reason}")
 
 
+def _input_totals(result: Result, topic: str, field: str, kind: type[T]) -> dict[str, T]:
+    """What the scenario's inputs on ``topic`` added per key, each event id counted once."""
+    totals: dict[str, Any] = defaultdict(kind)
+    ids: set[str] = set()
+    for each in result.scenario.inputs:
+        if each.topic == topic and each.body["event_id"] not in ids:
+            ids.add(each.body["event_id"])
+            totals[each.key] += kind(each.body[field])
+    return totals
+
+
 def _stock(result: Result, sagas: dict[str, Any], confirmed: set[str], problems: list[str]) -> None:
     """G2: never below zero; added minus sold is what is available once no saga runs; nothing held."""
     for record in result.changelogs[STOCK].records():
@@ -157,12 +169,7 @@ def _stock(result: Result, sagas: dict[str, Any], confirmed: set[str], problems:
         if body["available"] < 0 or any(qty <= 0 for qty in body["holds"].values()):
             problems.append(f"G2: {record.key} went to {body['available']} available, holds {body['holds']}")
             break
-    added: dict[str, int] = defaultdict(int)
-    ids: set[str] = set()
-    for each in result.scenario.inputs:
-        if each.topic == INVENTORY_EVENTS and each.body["event_id"] not in ids:
-            ids.add(each.body["event_id"])
-            added[each.key] += each.body["quantity"]
+    added = _input_totals(result, INVENTORY_EVENTS, "quantity", int)
     sold: dict[str, int] = defaultdict(int)
     for order_id in confirmed:
         for sku, qty in sagas[order_id]["lines"].items():
@@ -195,12 +202,7 @@ def _wallets(
         if Decimal(body["balance"]) < 0:
             problems.append(f"G3: wallet {record.key} went to {body['balance']}")
             break
-    funded: dict[str, Decimal] = defaultdict(Decimal)
-    ids: set[str] = set()
-    for each in result.scenario.inputs:
-        if each.topic == PAYMENT_EVENTS and each.body["event_id"] not in ids:
-            ids.add(each.body["event_id"])
-            funded[each.key] += Decimal(each.body["amount"])
+    funded = _input_totals(result, PAYMENT_EVENTS, "amount", Decimal)
     spent: dict[str, Decimal] = defaultdict(Decimal)
     for order_id in confirmed:
         spent[orders[order_id].customer_id] += orders[order_id].total_amount
