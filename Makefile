@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create .venv and install the app with its dev tools
 
 run: $(STAMP) ## Start a local broker, a worker with web views, demo data and orders (Ctrl-C stops all)
-	$(PY) -m app.devstack
+	$(PY) -m devtools.devstack
 
 test: $(STAMP) ## Lint, unit tests, the simulation's fixed seeds, then integration tests on a real local Kafka broker
 	$(VENV)/bin/ruff check .

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from faust.types import StreamT
+from faust.types import AppT, StreamT
 
-from agents.owner_loop import own_keys
-from app.faust_app import app
-from app.topics import internal
-from models import commands
-from models.handlers import customer_step
-from tables.state import customers
+from agents.executor import Executor
+from agents.faust_io import consume
+from app.topics import Topics
+from models import commands, handlers
 
 
-@app.agent(internal[commands.CUSTOMER], name="customers")
-async def customer_agent(stream: StreamT) -> None:
-    """Keep customer records on the worker that owns the customer id."""
-    await own_keys(stream, customers, customer_step)
+def register(app: AppT, topics: Topics, executor: Executor) -> None:
+    """The customer agent on the internal customer topic."""
+
+    @app.agent(topics.internal[commands.CUSTOMER], name="customers")
+    async def customer_agent(stream: StreamT) -> None:
+        """Keep customer records on the worker that owns the customer id."""
+        await consume(stream, executor, handlers.customers)

@@ -34,7 +34,10 @@ class Backoff:
         return [min(self.initial * self.multiplier**n, self.maximum) for n in range(self.attempts - 1)]
 
 
-async def retried(work: Callable[[], Awaitable[T]], backoff: Backoff, what: str) -> T:
+Sleep = Callable[[float], Awaitable[None]]
+
+
+async def retried(work: Callable[[], Awaitable[T]], backoff: Backoff, what: str, sleep: Sleep | None = None) -> T:
     """Run ``work``; on an unexpected error wait and try again; bad input is never retried."""
     for delay in backoff.delays():
         try:
@@ -43,5 +46,5 @@ async def retried(work: Callable[[], Awaitable[T]], backoff: Backoff, what: str)
             raise
         except Exception as exc:  # noqa: BLE001 - anything else may pass; the last attempt raises
             log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
-            await asyncio.sleep(delay)
+            await (sleep or asyncio.sleep)(delay)
     return await work()

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from faust.types import StreamT
+from faust.types import AppT, StreamT
 
-from agents.owner_loop import own_keys
-from app.faust_app import app
-from app.topics import internal
-from models import commands
-from models.handlers import stock_step
-from tables.state import stock
+from agents.executor import Executor
+from agents.faust_io import consume
+from app.topics import Topics
+from models import commands, handlers
 
 
-@app.agent(internal[commands.STOCK], name="stock")
-async def stock_agent(stream: StreamT) -> None:
-    """Keep each sku's stock on the worker that owns the sku."""
-    await own_keys(stream, stock, stock_step)
+def register(app: AppT, topics: Topics, executor: Executor) -> None:
+    """The stock agent on the internal stock topic."""
+
+    @app.agent(topics.internal[commands.STOCK], name="stock")
+    async def stock_agent(stream: StreamT) -> None:
+        """Keep each sku's stock on the worker that owns the sku."""
+        await consume(stream, executor, handlers.stock)

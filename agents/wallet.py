@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from faust.types import StreamT
+from faust.types import AppT, StreamT
 
-from agents.owner_loop import own_keys
-from app.faust_app import app
-from app.topics import internal
-from models import commands
-from models.commands import Message
-from models.events import utc_now
-from models.handlers import Handled, wallet_step
-from tables.state import wallets
+from agents.executor import Executor
+from agents.faust_io import consume
+from app.topics import Topics
+from models import commands, handlers
 
 
-def _step(customer_id: str, stored: bytes | None, message: Message) -> Handled:
-    """The wallet handler at the current time."""
-    return wallet_step(customer_id, stored, message, utc_now())
+def register(app: AppT, topics: Topics, executor: Executor) -> None:
+    """The wallet agent on the internal wallet topic."""
 
-
-@app.agent(internal[commands.WALLET], name="wallet")
-async def wallet_agent(stream: StreamT) -> None:
-    """Keep each wallet on the worker that owns the customer id."""
-    await own_keys(stream, wallets, _step)
+    @app.agent(topics.internal[commands.WALLET], name="wallet")
+    async def wallet_agent(stream: StreamT) -> None:
+        """Keep each wallet on the worker that owns the customer id."""
+        await consume(stream, executor, handlers.wallet)

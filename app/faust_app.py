@@ -1,36 +1,85 @@
-"""The one Faust app object, configured from :class:`config.settings.Settings`."""
+"""The Faust app object for our settings: our transport, table store and web server, nothing implicit."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import faust
-from faust.stores import STORES
+from aiohttp import web as aiohttp_web
+from aiohttp.web_runner import AppRunner
+from faust.types import TransportT
+from faust.web.drivers import aiohttp as faust_aiohttp
 
+from app.transactions import Transport
 from config.settings import Settings
-from models.saga import SagaPolicy
+from tables.bulk_restore import Table
 
-settings = Settings.from_env()
-# Our RocksDB store, which rebuilds far-behind table partitions in bulk (tables/bulk_restore.py).
-STORES.aliases["rocksdb-bulk"] = "tables.bulk_restore:Store"
-policy = SagaPolicy(payment_mode=settings.payment_mode, timeout=timedelta(seconds=settings.saga_timeout_s))
+#: how long a stopping worker lets an open request finish (aiohttp's default is 60 s)
+WEB_SHUTDOWN_S = 3.0
 
-app = faust.App(
-    settings.app_id,
-    broker=settings.broker,
-    store="rocksdb-bulk://",
-    datadir=str(settings.data_dir / "worker"),
-    topic_partitions=settings.partitions,
-    topic_replication_factor=settings.replication_factor,
-    processing_guarantee=settings.processing_guarantee,
-    producer_acks=-1,
-    producer_linger=settings.producer_linger_ms / 1000,
-    broker_commit_interval=settings.commit_interval_s,
-    broker_session_timeout=settings.session_timeout_s,
-    broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-    web_host=settings.web_host,
-    web_bind=settings.web_bind or settings.web_host,
-    web_port=settings.web_port,
-    web_enabled=True,
-    consumer_auto_offset_reset="earliest",
-)
+
+class Web(faust_aiohttp.Web):
+    """Faust's aiohttp server without Faust's own pages (``/``, ``/router``, ``/table``, ...): ours only.
+
+    A stopping worker gives open requests a few seconds, not aiohttp's minute.
+    """
+
+    default_blueprints = production_blueprints = debug_blueprints = optional_blueprints = []
+
+    def __init__(self, app: faust.App, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._runner = AppRunner(self.web_app, access_log=None, shutdown_timeout=WEB_SHUTDOWN_S)
+
+
+class App(faust.App):
+    """A Faust app that knows our settings and builds our transport and web server."""
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        super().__init__(settings.group_id, **options)
+        self.settings = settings
+
+    def _new_transport(self) -> TransportT:
+        return Transport(self.conf.broker_consumer, self)
+
+    def _new_web(self) -> Web:
+        return Web(self)
+
+
+@aiohttp_web.middleware
+async def json_not_found(
+    request: aiohttp_web.Request, handler: Callable[[aiohttp_web.Request], Awaitable[aiohttp_web.StreamResponse]]
+) -> aiohttp_web.StreamResponse:
+    """A path nothing serves gets the contract's JSON 404, not aiohttp's text page."""
+    try:
+        return await handler(request)
+    except aiohttp_web.HTTPNotFound:
+        return aiohttp_web.json_response({"error": f"no such page: {request.path}"}, status=404)
+    except aiohttp_web.HTTPMethodNotAllowed as exc:
+        return aiohttp_web.json_response({"error": f"{request.method} is not allowed on {request.path}"},
+                                         status=405, headers={"Allow": ",".join(sorted(exc.allowed_methods))})
+
+
+def create_app(settings: Settings) -> App:
+    """The app object, configured from the settings; the composition root adds the rest."""
+    return App(
+        settings,
+        broker=settings.broker,
+        store="rocksdb://",
+        Table=Table,
+        datadir=str(settings.data_dir / "worker"),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        processing_guarantee=settings.processing_guarantee,
+        producer_acks=-1,
+        producer_linger=settings.producer_linger_ms / 1000,
+        broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        web_host=settings.web_host,
+        web_bind=settings.web_bind or settings.web_host,
+        web_port=settings.web_port,
+        web_enabled=True,
+        web_application_options={"middlewares": [json_not_found]},
+        consumer_auto_offset_reset="earliest",
+    )

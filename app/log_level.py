@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import logging
 
-from app.faust_app import app
+from faust.types import AppT
 
 
-@app.task
-async def restore_root_log_level() -> None:
-    """Set the root logger to the most verbose level any of its handlers keeps."""
-    root = logging.getLogger()
-    levels = [h.level for h in root.handlers if h.level > logging.NOTSET and type(h).__name__ != "SpinnerHandler"]
-    if levels and root.level < min(levels):
-        root.setLevel(min(levels))
+def register(app: AppT) -> None:
+    """Restore the root log level once the worker has started."""
+
+    @app.task
+    async def restore_root_log_level() -> None:
+        """Set the root logger to the most verbose level any of its handlers keeps."""
+        root = logging.getLogger()
+        levels = [h.level for h in root.handlers
+                  if h.level > logging.NOTSET and type(h).__name__ != "SpinnerHandler"]
+        if levels and root.level < min(levels):
+            root.setLevel(min(levels))

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from config.settings import Settings
 from models import commands
-from models.topics import PUBLIC_TOPICS
+from models.handlers import TABLES
+from models.topics import PUBLIC_TOPICS, dead_letter_name
 
 INTERNAL_TOPICS = (commands.SAGA, commands.STOCK, commands.WALLET, commands.CUSTOMER)
-TABLES = ("sagas", "stock", "wallets", "customers", "saga_deadlines")
+
+
+def full_name(settings: Settings, name: str) -> str:
+    """The full name of a public or internal topic given by its logical name."""
+    return settings.internal_topic(name) if name in INTERNAL_TOPICS else settings.topic(name)
 
 
 def changelog_names(settings: Settings) -> list[str]:
-    """Faust's changelog topic of each table (app id, table, ``-changelog``)."""
-    return [f"{settings.app_id}-{table}-changelog" for table in TABLES]
-
-
-def dead_letter_name(topic: str) -> str:
-    """The contract's dead-letter topic for a topic."""
-    return f"{topic}.DLQ"
+    """Faust's changelog topic of each table (the app's group id, the table, ``-changelog``)."""
+    return [f"{settings.group_id}-{table}-changelog" for table in TABLES]
 
 
 def all_topic_names(settings: Settings) -> list[str]:

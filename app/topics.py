@@ -1,35 +1,34 @@
-"""Every topic the app reads or writes as a Faust topic, each created when missing."""
+"""Every topic the app reads or writes, as Faust topics of raw bytes."""
 
 from __future__ import annotations
 
-from faust.types import TopicT
+from dataclasses import dataclass
 
-from app.faust_app import app, settings
-from app.topic_names import INTERNAL_TOPICS, dead_letter_name
-from models.events import Event
-from models.topics import PUBLIC_TOPICS, topic_of
+from faust.types import AppT, TopicT
 
-
-def _declare(name: str) -> TopicT:
-    """A topic of raw bytes with the configured partitions and replicas."""
-    return app.topic(
-        name,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-        replicas=settings.replication_factor,
-        internal=True,
-    )
+from app.topic_names import INTERNAL_TOPICS
+from config.settings import Settings
+from models.topics import PUBLIC_TOPICS, dead_letter_name
 
 
-public = {name: _declare(settings.topic(name)) for name in PUBLIC_TOPICS}
-internal = {name: _declare(settings.internal_topic(name)) for name in INTERNAL_TOPICS}
-dead_letters = {
-    full: _declare(dead_letter_name(full))
-    for full in [settings.topic(n) for n in PUBLIC_TOPICS] + [settings.internal_topic(n) for n in INTERNAL_TOPICS]
-}
+@dataclass(frozen=True)
+class Topics:
+    """The public and internal topics by logical name, and every topic (DLQs too) by full name."""
+
+    public: dict[str, TopicT]
+    internal: dict[str, TopicT]
+    by_name: dict[str, TopicT]
 
 
-def topic_for_event(event: Event) -> TopicT:
-    """Where the application writes an event of this type."""
-    return public[topic_of(event.event_type)]
+def declare_topics(app: AppT, settings: Settings) -> Topics:
+    """Declare every topic with the configured partitions and replicas."""
+
+    def declare(name: str) -> TopicT:
+        return app.topic(name, key_serializer="raw", value_serializer="raw", partitions=settings.partitions,
+                         replicas=settings.replication_factor, internal=True)
+
+    public = {name: declare(settings.topic(name)) for name in PUBLIC_TOPICS}
+    internal = {name: declare(settings.internal_topic(name)) for name in INTERNAL_TOPICS}
+    by_name = {topic.get_topic_name(): topic for topic in [*public.values(), *internal.values()]}
+    by_name.update({dead_letter_name(full): declare(dead_letter_name(full)) for full in list(by_name)})
+    return Topics(public, internal, by_name)

@@ -14,14 +14,11 @@ join and goes out plainly: in a transaction nobody commits it would never be see
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any
 
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, RecordMetadata
 from faust.types.tuples import HeadersArg
-
-from app.faust_app import app
 
 
 class SourceTransactionManager(TransactionManager):
@@ -45,7 +42,7 @@ class SourceTransactionManager(TransactionManager):
         source: TP | None = event.message.tp if event is not None else None
         if partition is None:
             partition = self.consumer.key_partition(topic, key, partition)
-        if source is None and topic in _changelog_topics() and partition is not None:
+        if source is None and topic in self._changelog_topics() and partition is not None:
             source = TP(topic, partition)
         transactional_id = None
         if source is not None:
@@ -55,13 +52,12 @@ class SourceTransactionManager(TransactionManager):
             topic, key, value, partition, timestamp, headers, transactional_id=transactional_id
         )
 
+    def _changelog_topics(self) -> set[str]:
+        """Names of the tables' changelog topics."""
+        return {table.changelog_topic.get_topic_name() for table in self.app.tables.values()}
 
-def _changelog_topics() -> set[str]:
-    """Names of the tables' changelog topics."""
-    return {table.changelog_topic.get_topic_name() for table in app.tables.values()}
 
+class Transport(faust_aiokafka.Transport):
+    """Faust's Kafka transport with our transaction manager (which only matters under exactly_once)."""
 
-def install() -> Any:
-    """Make the Kafka transport build our transaction manager (only matters with exactly_once)."""
-    faust_aiokafka.Transport.TransactionManager = SourceTransactionManager
-    return app
+    TransactionManager = SourceTransactionManager

@@ -20,9 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.devstack import start_worker, stop_process  # noqa: E402
-from app.kafka_local import BrokerConfig, LocalKafka, free_port  # noqa: E402
 from bench.run import RESULTS, _settings, backlog_outcomes, say, write_backlog  # noqa: E402
+from devtools.devstack import start_worker, stop_process  # noqa: E402
+from devtools.kafka_local import BrokerConfig, LocalKafka, free_port  # noqa: E402
 
 #: Our own top-level packages; py-spy names a frame's file relative to its sys.path entry.
 OURS = {"agents", "app", "config", "models", "tables"}

@@ -27,12 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.admin import ensure_topics  # noqa: E402
-from app.demo import produce  # noqa: E402
-from app.devstack import start_worker, stop_process  # noqa: E402
-from app.kafka_local import BrokerConfig, LocalKafka, free_port  # noqa: E402
 from app.topic_names import all_topic_names  # noqa: E402
 from bench import kafka_io, procstat, workload  # noqa: E402
 from config.settings import Settings  # noqa: E402
+from devtools.demo import produce  # noqa: E402
+from devtools.devstack import start_worker, stop_process  # noqa: E402
+from devtools.kafka_local import BrokerConfig, LocalKafka, free_port  # noqa: E402
 from models.stock import Stock  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"

@@ -84,9 +84,14 @@ class Settings:
         """The full name of a public topic, so tests can share one broker."""
         return f"{self.topic_prefix}{name}"
 
+    @property
+    def group_id(self) -> str:
+        """Faust's app id: the consumer group, and the stem of internal topics and changelogs."""
+        return f"{self.topic_prefix}{self.app_id}"
+
     def internal_topic(self, name: str) -> str:
         """The full name of an internal topic, owned by this application id."""
-        return f"{self.topic_prefix}{self.app_id}-{name}"
+        return f"{self.group_id}-{name}"
 
     def to_env(self) -> dict[str, str]:
         """The ``STREAMSAGA_*`` variables that reproduce these settings in a child process."""

@@ -1,18 +1,21 @@
-"""What each agent does with one message, on serialized state: the code the agents and the simulator share.
+"""What each agent does with one record, as a pure function: ``(record, read, now) -> Effects``.
 
-Each handler takes the stored table value (or None) and returns the value to store (None when
-nothing changed) and the messages to send. No Faust, no I/O.
+``read(table, key)`` gives a stored table value. A handler decodes the record, calls the domain
+(saga, stock, wallet, customers) and returns every table write and every message to send; the
+executor applies them. Bad input raises :class:`BadMessage`, which the executor dead-letters.
+The agents and the simulator run these very functions. No Faust, no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 
 import orjson
 
 from models import commands
-from models.commands import Message, PaymentCharged, PaymentDeclined
+from models.commands import Command, Message, PaymentCharged, PaymentDeclined, SagaTimeout, decode_message
+from models.effects import NOTHING, Effects, Incoming, Send, Write, outputs
 from models.events import (
     BadMessage,
     Event,
@@ -22,6 +25,7 @@ from models.events import (
     PaymentProcessed,
     StockAdded,
     UserRegistered,
+    decode_event,
     parse_time,
 )
 from models.saga import SagaPolicy, SagaState, transition
@@ -29,7 +33,15 @@ from models.stock import Stock, handle_stock
 from models.topics import INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, USER_EVENTS
 from models.wallet import Wallet, handle_wallet
 
-Handled = tuple[bytes | None, list[Message]]
+SAGAS, DEADLINES, STOCK, WALLETS, CUSTOMERS = "sagas", "saga_deadlines", "stock", "wallets", "customers"
+#: every table, by name
+TABLES = (SAGAS, STOCK, WALLETS, CUSTOMERS, DEADLINES)
+
+#: how many timer intervals pass before a saga still overdue is told again
+RETELL_INTERVALS = 10
+
+Reader = Callable[[str, str], bytes | None]
+Handler = Callable[[Incoming, Reader, datetime], Effects]
 
 _OWN_OUTPUTS = {
     ORDER_EVENTS: {"OrderConfirmed", "OrderCancelled"},
@@ -43,6 +55,9 @@ _ACCEPTED: dict[str, dict[type[Event], str]] = {
     PAYMENT_EVENTS: {FundsAdded: commands.WALLET},
     USER_EVENTS: {UserRegistered: commands.CUSTOMER},
 }
+
+
+# --- ingress: public topics ------------------------------------------------------------------
 
 
 def route_public(topic: str, event: Event, payment_mode: str) -> tuple[str, Message] | None:
@@ -60,14 +75,76 @@ def route_public(topic: str, event: Event, payment_mode: str) -> tuple[str, Mess
     raise BadMessage(f"{event.event_type} is not accepted on {topic}")
 
 
-def saga_step(
-    stored: bytes | None, message: Message, now: datetime, policy: SagaPolicy
-) -> tuple[bytes | None, list[Message], SagaState | None]:
-    """Run the pure transition on the stored saga; also hand back the saga as it now is."""
+def ingress(topic: str, payment_mode: str) -> Handler:
+    """The handler of a public topic: validate and forward to the owner by the body's aggregate id.
+
+    The record's key is not used: the contract lets the body win, so a missing or odd key is harmless.
+    """
+
+    def handle(record: Incoming, read: Reader, now: datetime) -> Effects:
+        forward = route_public(topic, decode_event(record.value), payment_mode)
+        if forward is None:
+            return NOTHING
+        destination, message = forward
+        return Effects(sends=(Send(destination, _key_of(message), message),))
+
+    return handle
+
+
+def _key_of(message: Message) -> str:
+    """The key a message is owned by: a command's key field, an event's aggregate id."""
+    return message.key if isinstance(message, Command) else message.aggregate_id
+
+
+# --- owners: internal topics -----------------------------------------------------------------
+
+
+def owned_message(record: Incoming) -> tuple[str, Message]:
+    """Decode an internal record and the key it belongs to.
+
+    The key decides the partition, and so which worker owns the state: a record with no key, a key
+    that is not UTF-8, or a key that is not its body's, is on a partition that may not own it.
+    """
+    if record.value is None:
+        raise BadMessage("value is empty (tombstone)")
+    message = decode_message(record.value)
+    if record.key is None:
+        raise BadMessage("record has no key")
+    try:
+        key = record.key.decode()
+    except UnicodeDecodeError:
+        raise BadMessage("key is not UTF-8") from None
+    if key != _key_of(message):
+        raise BadMessage(f"key {key!r} is not the body's {_key_of(message)!r}")
+    return key, message
+
+
+def saga(policy: SagaPolicy) -> Handler:
+    """The saga agent's handler: the transition, the saga's new state and its deadline index entry."""
+
+    def handle(record: Incoming, read: Reader, now: datetime) -> Effects:
+        order_id, message = owned_message(record)
+        return saga_effects(order_id, message, read, now, policy)
+
+    return handle
+
+
+def saga_effects(order_id: str, message: Message, read: Reader, now: datetime, policy: SagaPolicy) -> Effects:
+    """Run the pure transition on the stored saga; keep the deadline index in step with it.
+
+    The index is compared with what is stored each time, so a redelivery repairs it as it goes.
+    """
+    stored = read(SAGAS, order_id)
     state = SagaState.from_json(stored) if stored is not None else None
-    new_state, outputs = transition(state, message, now, policy)
-    changed = new_state is not None and new_state is not state
-    return (new_state.to_json() if changed and new_state is not None else None), outputs, new_state
+    new_state, sent = transition(state, message, now, policy)
+    writes: list[Write] = []
+    if new_state is not None and new_state is not state:
+        writes.append(Write(SAGAS, order_id, new_state.to_json()))
+    if new_state is not None:
+        wanted = deadline_entry(new_state)
+        if read(DEADLINES, order_id) != wanted:
+            writes.append(Write(DEADLINES, order_id, wanted))
+    return Effects(tuple(writes), outputs(sent))
 
 
 def deadline_entry(state: SagaState) -> bytes | None:
@@ -75,28 +152,67 @@ def deadline_entry(state: SagaState) -> bytes | None:
     return None if state.is_terminal else state.deadline.encode()
 
 
-def overdue(index: Iterable[tuple[bytes, bytes | None]], now: datetime) -> list[str]:
-    """Order ids in a deadline index whose deadline has passed."""
-    return [key.decode() for key, deadline in index if deadline is not None and parse_time(deadline.decode()) <= now]
-
-
-def stock_step(sku: str, stored: bytes | None, message: Message) -> Handled:
-    """Apply a message to the stored stock of a sku."""
+def stock(record: Incoming, read: Reader, now: datetime) -> Effects:
+    """The stock agent's handler: one sku's stock."""
+    sku, message = owned_message(record)
+    stored = read(STOCK, sku)
     current = Stock.from_json(stored) if stored is not None else Stock(sku=sku)
-    new, outputs = handle_stock(current, message)
-    return (new.to_json() if new is not current else None), outputs
+    new, sent = handle_stock(current, message)
+    return _changed(STOCK, sku, current, new, sent)
 
 
-def wallet_step(customer_id: str, stored: bytes | None, message: Message, now: datetime) -> Handled:
-    """Apply a message to the stored wallet of a customer."""
+def wallet(record: Incoming, read: Reader, now: datetime) -> Effects:
+    """The wallet agent's handler: one customer's wallet."""
+    customer_id, message = owned_message(record)
+    stored = read(WALLETS, customer_id)
     current = Wallet.from_json(stored) if stored is not None else Wallet(customer_id=customer_id)
-    new, outputs = handle_wallet(current, message, now)
-    return (new.to_json() if new is not current else None), outputs
+    new, sent = handle_wallet(current, message, now)
+    return _changed(WALLETS, customer_id, current, new, sent)
 
 
-def customer_step(customer_id: str, stored: bytes | None, message: Message) -> Handled:
-    """Keep the latest registration of a customer; a repeat changes nothing."""
+def _changed(table: str, key: str, current: Stock | Wallet, new: Stock | Wallet, sent: list[Message]) -> Effects:
+    """Write the value only when the domain changed it; send its outputs either way."""
+    writes = (Write(table, key, new.to_json()),) if new is not current else ()
+    return Effects(writes, outputs(sent))
+
+
+def customers(record: Incoming, read: Reader, now: datetime) -> Effects:
+    """The customer agent's handler: keep the latest registration; a repeat changes nothing."""
+    customer_id, message = owned_message(record)
     if not isinstance(message, UserRegistered):
-        raise TypeError(f"customers do not handle {type(message).__name__}")
-    record = orjson.dumps({"customer_id": customer_id, "name": message.name, "email": message.email})
-    return (None if record == stored else record), []
+        raise BadMessage(f"customers do not handle {type(message).__name__}")
+    value = orjson.dumps({"customer_id": customer_id, "name": message.name, "email": message.email})
+    return NOTHING if value == read(CUSTOMERS, customer_id) else Effects((Write(CUSTOMERS, customer_id, value),))
+
+
+# --- the timeout timer -----------------------------------------------------------------------
+
+
+def overdue(index: Iterable[tuple[str | bytes, bytes | None]], now: datetime) -> list[str]:
+    """Order ids in a deadline index whose deadline has passed."""
+    return [
+        key.decode() if isinstance(key, bytes) else key
+        for key, deadline in index
+        if deadline is not None and parse_time(deadline.decode()) <= now
+    ]
+
+
+def timeouts_due(
+    index: Iterable[tuple[str | bytes, bytes | None]],
+    now: datetime,
+    told: Mapping[str, datetime],
+    check_interval: timedelta,
+) -> tuple[Effects, dict[str, datetime]]:
+    """The timer's decision: a ``SagaTimeout`` for each overdue saga not told lately.
+
+    ``told`` is when each overdue saga was last told; the new one comes back. A saga is told again
+    only if it is still overdue ``RETELL_INTERVALS`` timer intervals later: its partition may simply
+    be behind, and every telling of a timed-out saga re-sends its compensation.
+    """
+    retell_after = RETELL_INTERVALS * check_interval
+    late = overdue(index, now)
+    due = [order_id for order_id in late if order_id not in told or now - told[order_id] >= retell_after]
+    remembered = {order_id: told[order_id] for order_id in late if order_id in told}
+    remembered.update(dict.fromkeys(due, now))
+    return Effects(sends=outputs([SagaTimeout(order_id=order_id) for order_id in due])), remembered
+

@@ -8,7 +8,6 @@ duplicate message re-sends everything implied, with the same ids, instead of not
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -401,13 +400,3 @@ def _identity(out: Output) -> str:
     """What makes two outputs the same message."""
     return out.event_id if isinstance(out, Event) else out.output_id
 
-
-def run(
-    state: SagaState | None, messages: Sequence[Message], now: datetime, policy: SagaPolicy = SagaPolicy()
-) -> tuple[SagaState | None, list[Output]]:
-    """Apply messages in order; for tests and replays."""
-    sent: list[Output] = []
-    for message in messages:
-        state, outputs = transition(state, message, now, policy)
-        sent += outputs
-    return state, sent

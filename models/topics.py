@@ -31,3 +31,8 @@ EVENT_TOPIC = {
 def topic_of(event_type: str) -> str:
     """The public topic an event type lives on; saga events elsewhere."""
     return EVENT_TOPIC.get(event_type, SAGA_EVENTS)
+
+
+def dead_letter_name(topic: str) -> str:
+    """The contract's dead-letter topic of a topic (its full name)."""
+    return f"{topic}.DLQ"

@@ -14,13 +14,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from typing import Any
 
+import faust
 import rocksdict
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faust.stores import rocksdb
-from faust.types import TP
+from faust.types import TP, StoreT
 
-from app.faust_app import settings
+from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +33,36 @@ IDLE_S = 2.0
 PROGRESS_EVERY_S = 5.0
 
 
+class Table(faust.Table):
+    """A Faust table whose store is :class:`Store`, whatever the store URL's scheme."""
+
+    def _new_store_by_url(self, url: Any) -> StoreT:
+        return Store(url, self.app, self, table_name=self.name, key_type=self.key_type,
+                     key_serializer=self.key_serializer, value_serializer=self.value_serializer,
+                     value_type=self.value_type, loop=self.loop, options=self.options)
+
+
 class Store(rocksdb.Store):
     """Faust's RocksDB store, with a bulk catch-up of newly assigned changelog partitions."""
+
+    @property
+    def settings(self) -> Settings:
+        """Ours, from the app that built this store (``app.faust_app.App``)."""
+        settings: Settings = self.app.settings  # type: ignore[attr-defined]
+        return settings
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
                            generation_id: int = 0) -> None:
         """Assign as Faust does, then bring far-behind partitions of this table up to date."""
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         mine = {tp for tp in newly_assigned if tp.topic in self.table.changelog_topic.topics}
-        if mine and settings.bulk_restore_min_records > 0:
+        if mine and self.settings.bulk_restore_min_records > 0:
             await self.bulk_restore(mine)
 
     async def bulk_restore(self, tps: Iterable[TP]) -> int:
         """Apply changelog records from each partition's persisted offset to its end; how many."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
+            bootstrap_servers=self.settings.bootstrap_servers,
             group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
             isolation_level="read_committed" if self.app.in_transaction else "read_uncommitted",
             max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
@@ -61,8 +78,9 @@ class Store(rocksdb.Store):
         parts = [TopicPartition(tp.topic, tp.partition) for tp in tps]
         consumer.assign(parts)
         ends = await consumer.end_offsets(parts)
-        starts = {tp: (self.persisted_offset(tp) or -1) + 1 for tp in parts}
-        pending = {tp: ends[tp] for tp in parts if ends[tp] - starts[tp] >= settings.bulk_restore_min_records}
+        starts = {tp: _next_offset(self.persisted_offset(tp)) for tp in parts}
+        least = self.settings.bulk_restore_min_records
+        pending = {tp: ends[tp] for tp in parts if ends[tp] - starts[tp] >= least}
         if not pending:
             return 0
         for tp in pending:
@@ -100,3 +118,8 @@ class Store(rocksdb.Store):
         self._db_for_partition(tp.partition).write(batch)
         self.set_persisted_offset(tp, records[-1].offset)
         return len(records)
+
+
+def _next_offset(persisted: int | None) -> int:
+    """Where reading resumes: after the persisted offset (0 is an offset too), or at the start."""
+    return 0 if persisted is None else persisted + 1

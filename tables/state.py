@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from faust.types import TableT
+from faust.types import AppT, TableT
 
-from app.faust_app import app, settings
+from config.settings import Settings
+from models.handlers import CUSTOMERS, DEADLINES, SAGAS, STOCK, WALLETS
+
+HELP = {
+    SAGAS: "Saga state by order id.",
+    STOCK: "Stock, holds and finished orders by sku.",
+    WALLETS: "Balance, charges and refunds by customer id.",
+    CUSTOMERS: "Registered customers by customer id.",
+    DEADLINES: "Deadline of each saga in progress by order id; the timeout scan reads this.",
+}
 
 
-def _table(name: str, help_text: str) -> TableT:
-    """A table keyed by a string id, holding raw JSON bytes, partitioned like its feed."""
-    return app.Table(
-        name, default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions, help=help_text
-    )
-
-
-sagas = _table("sagas", "Saga state by order id.")
-stock = _table("stock", "Stock, holds and finished orders by sku.")
-wallets = _table("wallets", "Balance, charges and refunds by customer id.")
-customers = _table("customers", "Registered customers by customer id.")
-saga_deadlines = _table("saga_deadlines", "Deadline of each saga in progress by order id; the timeout scan reads this.")
+def declare_tables(app: AppT, settings: Settings) -> dict[str, TableT]:
+    """Every table, keyed by a string id, holding raw JSON bytes, partitioned like its feed."""
+    return {
+        name: app.Table(name, default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                        help=help_text)
+        for name, help_text in HELP.items()
+    }

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.kafka_local import BrokerConfig, LocalKafka, free_port
+from devtools.kafka_local import BrokerConfig, LocalKafka, free_port
 
 #: How much of each worker log a failed test shows.
 LOG_TAIL_LINES = 150

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from app.kafka_local import LocalKafka
+from devtools.kafka_local import LocalKafka
 from models.events import (
     FundsAdded,
     OrderLine,

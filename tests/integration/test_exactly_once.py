@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.kafka_local import LocalKafka
+from devtools.kafka_local import LocalKafka
 from models.events import FundsAdded, StockAdded
 from support.scenario import Mix, build_orders, check_stock, check_wallets, ids, seed, terminal, wait_for_seed
 from support.topics import read_topic, setup_topics, wait_until, write_events

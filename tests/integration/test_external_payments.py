@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.kafka_local import LocalKafka
+from devtools.kafka_local import LocalKafka
 from models.events import OrderLine, OrderPlaced, PaymentFailed, PaymentProcessed, StockAdded, format_time, utc_now
 from support.topics import read_topic, setup_topics, wait_until, write_events
 from support.worker import Worker, new_settings

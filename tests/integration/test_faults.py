@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from app.kafka_local import LocalKafka, free_port
 from app.topic_names import all_topic_names
 from config.settings import Settings
+from devtools.kafka_local import LocalKafka, free_port
 from models.events import OrderPlaced
 from support.scenario import (
     ALL_SKUS,

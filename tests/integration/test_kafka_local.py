@@ -1,4 +1,4 @@
-"""Real broker round trip through app.kafka_local (needs java + mvn, or cached jars)."""
+"""Real broker round trip through devtools.kafka_local (needs java + mvn, or cached jars)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from app.kafka_local import BrokerConfig, LocalKafka, free_port
+from devtools.kafka_local import BrokerConfig, LocalKafka, free_port
 
 TOPIC = "kafka-local-smoke"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.kafka_local import LocalKafka
+from devtools.kafka_local import LocalKafka
 from models.events import OrderPlaced
 from support.scenario import (
     PLENTY,

@@ -1,7 +1,8 @@
-"""Deliberately broken handlers, each a bug the simulator must catch.
+"""Deliberately broken handlers and executors, each a bug the simulator must catch.
 
-Each wraps the real handler of ``models.handlers`` and breaks one rule of the design; the tests
-in test_broken_handlers.py assert that the simulator finds each within a bounded number of seeds.
+Each wraps the real code (``models.handlers``, ``agents.executor``) and breaks one rule of the
+design; the tests in test_broken_handlers.py assert that the simulator finds each within a bounded
+number of seeds.
 """
 
 from __future__ import annotations
@@ -9,53 +10,48 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
+from agents.executor import Executor
 from models import handlers
-from models.commands import (
-    ChargeWallet,
-    Message,
-    PaymentCharged,
-    RefundWallet,
-    ReserveStock,
-    SagaTimeout,
-    StockReserved,
-)
-from models.events import PaymentRefunded
-from models.saga import SagaPolicy, SagaState
+from models.commands import ChargeWallet, PaymentCharged, RefundWallet, ReserveStock, SagaTimeout, StockReserved
+from models.effects import NOTHING, Effects, Incoming, Write, output
+from models.events import BadMessage, PaymentRefunded
+from models.handlers import SAGAS, STOCK, WALLETS, Handler, Reader
+from models.saga import SagaPolicy
 from models.stock import Stock
 from models.wallet import Wallet
 from simulation.simulator import REAL, Handlers
 
 
-def saga_drops_outputs_on_duplicate(
-    stored: bytes | None, message: Message, now: datetime, policy: SagaPolicy
-) -> tuple[bytes | None, list[Message], SagaState | None]:
-    """A message that changes nothing sends nothing: a crash between the write and the sends loses them."""
-    new, outputs, state = handlers.saga_step(stored, message, now, policy)
-    return new, (outputs if new is not None else []), state
+def drops_sends_on_duplicate(handler: Handler, table: str) -> Handler:
+    """A message that changes nothing in ``table`` sends nothing: a crash between the write and the sends loses them."""
+
+    def broken(record: Incoming, read: Reader, now: datetime) -> Effects:
+        effects = handler(record, read, now)
+        return effects if any(write.table == table for write in effects.writes) else Effects(effects.writes)
+
+    return broken
 
 
-def stock_drops_outputs_on_duplicate(sku: str, stored: bytes | None, message: Message) -> handlers.Handled:
-    new, outputs = handlers.stock_step(sku, stored, message)
-    return new, (outputs if new is not None else [])
+def saga_drops_sends_on_duplicate(policy: SagaPolicy) -> Handler:
+    return drops_sends_on_duplicate(handlers.saga(policy), SAGAS)
 
 
-def wallet_drops_outputs_on_duplicate(
-    customer_id: str, stored: bytes | None, message: Message, now: datetime
-) -> handlers.Handled:
-    new, outputs = handlers.wallet_step(customer_id, stored, message, now)
-    return new, (outputs if new is not None else [])
-
-
-def saga_keeps_late_payments(
-    stored: bytes | None, message: Message, now: datetime, policy: SagaPolicy
-) -> tuple[bytes | None, list[Message], SagaState | None]:
+def saga_keeps_late_payments(policy: SagaPolicy) -> Handler:
     """A payment that comes after the saga ended is recorded but never refunded."""
-    new, outputs, state = handlers.saga_step(stored, message, now, policy)
-    return new, [out for out in outputs if not isinstance(out, (RefundWallet, PaymentRefunded))], state
+    real = handlers.saga(policy)
+
+    def broken(record: Incoming, read: Reader, now: datetime) -> Effects:
+        effects = real(record, read, now)
+        kept = tuple(send for send in effects.sends if not isinstance(send.message, (RefundWallet, PaymentRefunded)))
+        return Effects(effects.writes, kept)
+
+    return broken
 
 
-def stock_reserves_duplicates_again(sku: str, stored: bytes | None, message: Message) -> handlers.Handled:
+def stock_reserves_duplicates_again(record: Incoming, read: Reader, now: datetime) -> Effects:
     """A repeated ReserveStock holds the quantity a second time."""
+    sku, message = handlers.owned_message(record)
+    stored = read(STOCK, sku)
     if isinstance(message, ReserveStock) and stored is not None:
         stock = Stock.from_json(stored)
         held = stock.holds.get(message.order_id)
@@ -65,14 +61,15 @@ def stock_reserves_duplicates_again(sku: str, stored: bytes | None, message: Mes
                 available=stock.available - message.quantity,
                 holds={**stock.holds, message.order_id: held + message.quantity},
             )
-            return again.to_json(), [StockReserved(order_id=message.order_id, sku=sku, quantity=message.quantity)]
-    return handlers.stock_step(sku, stored, message)
+            reply = StockReserved(order_id=message.order_id, sku=sku, quantity=message.quantity)
+            return Effects((Write(STOCK, sku, again.to_json()),), (output(reply),))
+    return handlers.stock(record, read, now)
 
 
-def wallet_charges_duplicates_again(
-    customer_id: str, stored: bytes | None, message: Message, now: datetime
-) -> handlers.Handled:
+def wallet_charges_duplicates_again(record: Incoming, read: Reader, now: datetime) -> Effects:
     """A repeated ChargeWallet takes the money a second time."""
+    customer_id, message = handlers.owned_message(record)
+    stored = read(WALLETS, customer_id)
     if isinstance(message, ChargeWallet) and stored is not None:
         wallet = Wallet.from_json(stored)
         charged = wallet.charges.get(message.order_id)
@@ -82,29 +79,50 @@ def wallet_charges_duplicates_again(
                 balance=wallet.balance - message.amount,
                 charges={**wallet.charges, message.order_id: charged + message.amount},
             )
-            return again.to_json(), [PaymentCharged(order_id=message.order_id, amount=message.amount)]
-    return handlers.wallet_step(customer_id, stored, message, now)
+            reply = PaymentCharged(order_id=message.order_id, amount=message.amount)
+            return Effects((Write(WALLETS, customer_id, again.to_json()),), (output(reply),))
+    return handlers.wallet(record, read, now)
 
 
-def saga_ignores_timeouts(
-    stored: bytes | None, message: Message, now: datetime, policy: SagaPolicy
-) -> tuple[bytes | None, list[Message], SagaState | None]:
+def saga_ignores_timeouts(policy: SagaPolicy) -> Handler:
     """The timer's SagaTimeout is dropped: a saga with no answer waits forever."""
-    if isinstance(message, SagaTimeout):
-        return None, [], SagaState.from_json(stored) if stored is not None else None
-    return handlers.saga_step(stored, message, now, policy)
+    real = handlers.saga(policy)
+
+    def broken(record: Incoming, read: Reader, now: datetime) -> Effects:
+        _, message = handlers.owned_message(record)
+        return NOTHING if isinstance(message, SagaTimeout) else real(record, read, now)
+
+    return broken
+
+
+class ExecutorWritingOneTable(Executor):
+    """Applies only the first table write of a message, as if each agent had one table: the saga's
+    deadline index is never written for a new saga, so a saga with no answer never times out."""
+
+    async def apply(self, effects: Effects) -> None:
+        await super().apply(Effects(effects.writes[:1], effects.sends))
+
+
+class ExecutorDroppingBadMessages(Executor):
+    """Logs a message the handler rejects and goes on, instead of dead-lettering it: dropped silently."""
+
+    async def dead_letter(self, record: Incoming, reason: str, failure_class: str) -> None:
+        if failure_class != BadMessage.__name__:
+            await super().dead_letter(record, reason, failure_class)
 
 
 BROKEN: dict[str, Handlers] = {
     "drop-outputs-on-duplicate": dataclasses.replace(
         REAL,
-        saga_step=saga_drops_outputs_on_duplicate,
-        stock_step=stock_drops_outputs_on_duplicate,
-        wallet_step=wallet_drops_outputs_on_duplicate,
+        saga=saga_drops_sends_on_duplicate,
+        stock=drops_sends_on_duplicate(handlers.stock, STOCK),
+        wallet=drops_sends_on_duplicate(handlers.wallet, WALLETS),
     ),
-    "saga-drops-outputs-on-duplicate": dataclasses.replace(REAL, saga_step=saga_drops_outputs_on_duplicate),
-    "late-payment-not-refunded": dataclasses.replace(REAL, saga_step=saga_keeps_late_payments),
-    "stock-reserves-duplicates-again": dataclasses.replace(REAL, stock_step=stock_reserves_duplicates_again),
-    "wallet-charges-duplicates-again": dataclasses.replace(REAL, wallet_step=wallet_charges_duplicates_again),
-    "saga-ignores-timeouts": dataclasses.replace(REAL, saga_step=saga_ignores_timeouts),
+    "saga-drops-outputs-on-duplicate": dataclasses.replace(REAL, saga=saga_drops_sends_on_duplicate),
+    "late-payment-not-refunded": dataclasses.replace(REAL, saga=saga_keeps_late_payments),
+    "stock-reserves-duplicates-again": dataclasses.replace(REAL, stock=stock_reserves_duplicates_again),
+    "wallet-charges-duplicates-again": dataclasses.replace(REAL, wallet=wallet_charges_duplicates_again),
+    "saga-ignores-timeouts": dataclasses.replace(REAL, saga=saga_ignores_timeouts),
+    "executor-writes-one-table": dataclasses.replace(REAL, executor=ExecutorWritingOneTable),
+    "executor-drops-bad-messages": dataclasses.replace(REAL, executor=ExecutorDroppingBadMessages),
 }

@@ -13,6 +13,7 @@ shortest event list that still fails, saved under .run/simulation/, and printed 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from simulation.simulator import REAL  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.getLogger("agents").setLevel(logging.CRITICAL)  # the executor's lines are in the trace already
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=1000, help="how many seeds (default 1000)")
     parser.add_argument("--start", type=int, default=0, help="the first seed (default 0)")

@@ -1,11 +1,11 @@
-"""A deterministic simulation of the whole topology, run with the handlers the agents call.
+"""A deterministic simulation of the whole topology, run with the code the worker runs.
 
 Topics are in-memory logs split into partitions. Every agent of the application is a task per
-partition that does what ``agents/`` does with one message: the ingress decodes a public event and
-forwards it (``route_public``); the owners of saga, stock, wallet and customer state decode the
-internal message, read their table, call ``saga_step`` / ``stock_step`` / ``wallet_step`` /
-``customer_step`` and write the table before they send the outputs; the saga's timer sends
-``SagaTimeout`` for the sagas past their deadline. Tasks belong to workers.
+partition that hands each record to the worker's own executor (``agents/executor.py``) with the
+agent's own handler (``models/handlers.py``): the ingress handlers, the saga, stock, wallet and
+customer handlers, and the timer's overdue decision. Only the tables and topics under the executor
+are in-memory ones here: a table write goes to the task's table and its changelog, a send to a
+topic, a dead letter to the list of them. Tasks belong to workers.
 
 A seeded scheduler picks what happens next, so one seed is one exact run:
 
@@ -35,15 +35,16 @@ from typing import Any
 
 import orjson
 
+from agents.executor import Executor, Headers
+from agents.retry import Backoff
 from models import commands, handlers
-from models.commands import Command, Message, SagaTimeout, decode_message
-from models.events import BadMessage, Event, PaymentFailed, PaymentProcessed, decode_event
-from models.handlers import deadline_entry, overdue
-from models.saga import SagaPolicy, SagaState
-from models.topics import INPUT_TOPICS, PAYMENT_EVENTS, PUBLIC_TOPICS, topic_of
+from models.effects import Effects, Incoming
+from models.events import BadMessage, Event, PaymentFailed, PaymentProcessed
+from models.handlers import CUSTOMERS, DEADLINES, SAGAS, STOCK, TABLES, WALLETS, Handler, Reader
+from models.saga import SagaPolicy
+from models.topics import INPUT_TOPICS, PAYMENT_EVENTS, PUBLIC_TOPICS
 from simulation.scenario import DECLINE, NEVER, PAY, Scenario, at_time, format_time_at
 
-SAGAS, DEADLINES, STOCK, WALLETS, CUSTOMERS = "sagas", "saga_deadlines", "stock", "wallets", "customers"
 INTERNAL_TOPICS = (commands.SAGA, commands.STOCK, commands.WALLET, commands.CUSTOMER)
 #: agent name -> (the internal topic it reads, the tables it owns, the first being its state)
 OWNERS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -52,7 +53,6 @@ OWNERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "wallet": (commands.WALLET, (WALLETS,)),
     "customers": (commands.CUSTOMER, (CUSTOMERS,)),
 }
-TABLES = (SAGAS, DEADLINES, STOCK, WALLETS, CUSTOMERS)
 
 
 def internal_partition(key: str, partitions: int) -> int:
@@ -65,30 +65,74 @@ def public_partition(key: str, partitions: int) -> int:
     return zlib.adler32(key.encode()) % partitions
 
 
-# --- the handlers under test -------------------------------------------------------------------
+# --- the code under test ---------------------------------------------------------------------
 
-SagaStep = Callable[[bytes | None, Message, datetime, SagaPolicy], tuple[bytes | None, list[Message], SagaState | None]]
-KeyStep = Callable[[str, bytes | None, Message], tuple[bytes | None, list[Message]]]
-TimedKeyStep = Callable[[str, bytes | None, Message, datetime], tuple[bytes | None, list[Message]]]
-Route = Callable[[str, Event, str], tuple[str, Message] | None]
+TimeoutsDue = Callable[
+    [list[tuple[str, bytes | None]], datetime, dict[str, datetime], timedelta], tuple[Effects, dict[str, datetime]]
+]
 
 
 @dataclass(frozen=True)
 class Handlers:
-    """The per-message functions of ``models.handlers``; a test may plug a broken one in."""
+    """The worker's handlers (``models.handlers``) and executor; a test may plug a broken one in."""
 
-    route_public: Route = handlers.route_public
-    saga_step: SagaStep = handlers.saga_step
-    stock_step: KeyStep = handlers.stock_step
-    wallet_step: TimedKeyStep = handlers.wallet_step
-    customer_step: KeyStep = handlers.customer_step
+    ingress: Callable[[str, str], Handler] = handlers.ingress
+    saga: Callable[[SagaPolicy], Handler] = handlers.saga
+    stock: Handler = handlers.stock
+    wallet: Handler = handlers.wallet
+    customers: Handler = handlers.customers
+    timeouts_due: TimeoutsDue = handlers.timeouts_due
+    executor: type[Executor] = Executor
 
 
 REAL = Handlers()
 
 #: a test's own crash: ``plan(agent, message identity, attempt, effects)`` gives how many of the
 #: effects become durable before the worker dies, or None for no planned crash
-CrashPlan = Callable[[str, str, int, list["Effect"]], int | None]
+CrashPlan = Callable[[str, str, int, Effects], int | None]
+
+
+class Crash(BaseException):
+    """The worker dies here; not an ``Exception``, so no retry or handler can catch it (as kill -9)."""
+
+
+@dataclass
+class Fault:
+    """The worker dies once ``at`` of the current message's ``effects`` are durable (never if more)."""
+
+    at: int
+    effects: int
+    lose_tables: bool = False
+    done: int = 0
+
+    def spend(self) -> None:
+        """One more effect is about to become durable; the worker may die first."""
+        if self.done >= self.at:
+            raise Crash
+        self.done += 1
+
+    @property
+    def strikes(self) -> bool:
+        """The worker dies while handling this message (at the latest before its offset commit)."""
+        return self.at <= self.effects
+
+
+def no_fault() -> Fault:
+    return Fault(at=1 << 62, effects=0)
+
+
+def run_now(work: Any) -> None:
+    """Run a coroutine that never waits (in-memory tables and topics) to its end, here and now."""
+    try:
+        work.send(None)
+    except StopIteration:
+        return
+    work.close()
+    raise RuntimeError("the executor waited on something; in the simulation nothing should wait")
+
+
+async def _no_sleep(delay: float) -> None:
+    """Retries back off in no time: the handlers are deterministic, waiting changes nothing here."""
 
 
 # --- logs, tasks, workers ----------------------------------------------------------------------
@@ -143,11 +187,6 @@ class Task:
         return len(self.topic.partitions[self.partition]) - self.position
 
 
-# an effect of handling one message, made durable in order: (kind, name, key, value, identity) with
-# kind "table" (name: table, value None deletes), "send" (name: topic) or "dlq" (name: topic, value: reason)
-Effect = tuple[str, str, str, Any, str]
-
-
 @dataclass
 class Gateway:
     """The outside payment gateway of external mode: idempotent by request id, with a ledger."""
@@ -174,6 +213,52 @@ class Result:
     stats: dict[str, int]
     trace: list[str]
     end_time: float
+
+
+class SimTable:
+    """A task's table under the executor: each write goes to the changelog, then to the local copy."""
+
+    def __init__(self, sim: Simulation, task: Task | None, name: str, note: str) -> None:
+        assert task is not None, "only tasks that own tables write them"
+        self.sim, self.task, self.name, self.note = sim, task, name, note
+
+    def get(self, key: str) -> bytes | None:
+        return self.task.tables[self.name].get(key)
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self._write(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._write(key, None)
+
+    def _write(self, key: str, value: bytes | None) -> None:
+        fault = self.sim.fault
+        fault.spend()
+        if fault.lose_tables:
+            return
+        self.sim.changelogs[self.name].append(key, value, self.note)
+        self.sim.last_change = self.sim.now
+        if value is None:
+            self.task.tables[self.name].pop(key, None)
+        else:
+            self.task.tables[self.name][key] = value
+
+
+class SimOutbox:
+    """The producer under the executor: a send is appended to its topic, a dead letter recorded."""
+
+    def __init__(self, sim: Simulation, note: str) -> None:
+        self.sim, self.note = sim, note
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
+        self.sim.fault.spend()
+        assert key is not None, "every record in the simulation has a key"
+        if topic.endswith(".DLQ"):
+            reason = dict(headers)["failure.reason"].decode()
+            self.sim.dead_letters.append((topic.removesuffix(".DLQ"), key.decode(), reason))
+            return
+        assert value is not None
+        self.sim._write(topic, key.decode(), value, self.note, _raw_identity(value))
 
 
 class Simulation:
@@ -234,6 +319,9 @@ class Simulation:
             self._again(f"tick/{worker}", config.check_interval_s, "tick", worker)
             self._again(f"commit/{worker}", config.commit_interval_s, "commit", worker)
         self.seen: dict[tuple[str, str], int] = {}  # (task or sender, message identity) -> times
+        self.handlers = self._handlers()
+        self.fault = no_fault()
+        self.told: dict[int, dict[str, datetime]] = {worker: {} for worker in range(config.workers)}
         self.last_change = 0.0  # the last table write, input or gateway answer
         self.dead_letters: list[tuple[str, str, str]] = []
         self.problems: list[str] = []
@@ -358,13 +446,51 @@ class Simulation:
         if self.now <= self.faults_until and self._stall_or_jump(task, identity):
             return
         self.stats["deliveries"] += 1
-        effects = self._ingress(task, record) if task.agent == "ingress" else self._own(task, record)
+        incoming = Incoming(task.topic.name, task.partition, task.position, record.key.encode(), record.value)
         where = f"{task.name}@{task.position}"
-        if self.tracing:
-            self._log(f"{where} w{task.worker} {_brief(record.value)} -> {_effects(effects)}")
         crash = (task.agent, identity, self._count(task.agent, identity))
-        if self._make_durable(task, effects, where, task.worker, crash):
+        handler = self._watched(self.handlers[task.agent](task), where, task.worker, crash)
+        if self._execute(task, where, task.worker, lambda executor: executor.process(handler, incoming)):
             task.position += 1
+
+    def _handlers(self) -> dict[str, Callable[[Task], Handler]]:
+        """Each agent's handler for a task, as the worker wires them (``app/composition.py``)."""
+        impl, mode = self.impl, self.config.payment_mode
+        ingress = {topic: impl.ingress(topic, mode) for topic in INPUT_TOPICS}
+        saga = impl.saga(self.policy)
+        return {
+            "ingress": lambda task: ingress[task.topic.name],
+            "saga": lambda task: saga,
+            "stock": lambda task: impl.stock,
+            "wallet": lambda task: impl.wallet,
+            "customers": lambda task: impl.customers,
+        }
+
+    def _watched(self, handler: Handler, where: str, worker: int, crash: tuple[str, str, int]) -> Handler:
+        """The handler, with its first answer deciding the crash (if any) among the effects it returns."""
+        first = True
+
+        def watched(record: Incoming, read: Reader, now: datetime) -> Effects:
+            nonlocal first
+            called, first = first, False
+            try:
+                effects = handler(record, read, now)
+            except BadMessage:
+                if called:
+                    self._arm(crash, None)
+                raise
+            except Exception as exc:
+                if called:
+                    self.problems.append(f"{crash[0]} raised {exc!r} on {_brief(record.value)}")
+                    self._arm(crash, None)
+                raise
+            if called:
+                if self.tracing:
+                    self._log(f"{where} w{worker} {_brief(record.value)} -> {_describe(effects)}")
+                self._arm(crash, effects)
+            return effects
+
+        return watched
 
     def _stall_or_jump(self, task: Task, identity: str) -> bool:
         """Before a message: its consumer may stall (True: deliver it later), or the clock jump."""
@@ -382,82 +508,54 @@ class Simulation:
             self.now += jump
         return False
 
-    def _ingress(self, task: Task, record: Record) -> list[Effect]:
-        """agents/ingress.py: validate, dead-letter what is bad, forward the rest keyed by aggregate."""
-        assert record.value is not None
-        topic = task.topic.name
-        try:
-            forward = self.impl.route_public(topic, decode_event(record.value), self.config.payment_mode)
-        except BadMessage as exc:
-            return [("dlq", topic, record.key, exc.reason, "")]
-        if forward is None:
-            return []
-        destination, message = forward
-        key = message.key if isinstance(message, Command) else message.aggregate_id
-        return [("send", destination, key, message.encode(), _identity(message))]
-
-    def _own(self, task: Task, record: Record) -> list[Effect]:
-        """agents/owner_loop.py with the step of each agent: decode, read, step, write, send."""
-        assert record.value is not None
-        topic = task.topic.name
-        try:
-            message = decode_message(record.value)
-        except BadMessage as exc:
-            return [("dlq", topic, record.key, exc.reason, "")]
-        key = record.key
-        state_table = OWNERS[task.agent][1][0]
-        stored = task.tables[state_table].get(key)
-        effects: list[Effect] = []
-        try:
-            if task.agent == "saga":
-                new, outputs, state = self.impl.saga_step(stored, message, at_time(self.now), self.policy)
-                if state is not None:
-                    effects += self._track_deadline(task, key, state)
-            elif task.agent == "stock":
-                new, outputs = self.impl.stock_step(key, stored, message)
-            elif task.agent == "wallet":
-                new, outputs = self.impl.wallet_step(key, stored, message, at_time(self.now))
-            else:
-                new, outputs = self.impl.customer_step(key, stored, message)
-        except Exception as exc:  # noqa: BLE001 - the real loop retries, then dead-letters: a bug either way
-            self.problems.append(f"{task.agent} raised {exc!r} on {_brief(record.value)}")
-            return [("dlq", topic, key, repr(exc), "")]
-        if new is not None:
-            effects.append(("table", state_table, key, new, ""))
-        return effects + [self._send(out) for out in outputs]
-
-    def _track_deadline(self, task: Task, order_id: str, state: SagaState) -> list[Effect]:
-        """agents/saga.py ``_track_deadline``: the deadline index beside the saga, written first."""
-        wanted = deadline_entry(state)
-        if task.tables[DEADLINES].get(order_id) != wanted:
-            return [("table", DEADLINES, order_id, wanted, "")]
-        return []
-
-    @staticmethod
-    def _send(out: Message) -> Effect:
-        """agents/outputs.py: commands to their internal topic by key, events to their public topic."""
-        if isinstance(out, Event):
-            return ("send", topic_of(out.event_type), out.aggregate_id, out.encode(), _identity(out))
-        return ("send", out.destination, out.key, out.encode(), _identity(out))
-
     def _tick(self, worker: int) -> None:
-        """agents/saga.py ``expire_sagas``: a SagaTimeout for each saga past its deadline, on own partitions."""
-        now = at_time(self.now)
-        expired = [
-            order_id
-            for task in self.saga_tasks
-            if task.worker == worker
-            for order_id in overdue(((k.encode(), v) for k, v in task.tables[DEADLINES].items()), now)
-        ]
-        if not expired:
+        """The worker's timer: the real overdue decision on its own saga partitions, applied by the executor."""
+        index = [item for task in self.saga_tasks if task.worker == worker for item in task.tables[DEADLINES].items()]
+        interval = timedelta(seconds=self.config.check_interval_s)
+        effects, self.told[worker] = self.impl.timeouts_due(index, at_time(self.now), self.told[worker], interval)
+        if not effects.sends:
             return
-        self.stats["timeouts_sent"] += len(expired)
-        effects = [self._send(SagaTimeout(order_id=order_id)) for order_id in expired]
+        self.stats["timeouts_sent"] += len(effects.sends)
+        note = f"timer w{worker}"
         if self.tracing:
-            self._log(f"timer w{worker}: {len(expired)} past deadline -> {_effects(effects)}")
-        identity = f"timer/{expired[0]}"
-        crash = ("timer", identity, self._count("timer", identity))
-        self._make_durable(None, effects, f"timer w{worker}", worker, crash)
+            self._log(f"{note}: {len(effects.sends)} past deadline -> {_describe(effects)}")
+        identity = f"timer/{effects.sends[0].key}"
+        self._arm(("timer", identity, self._count("timer", identity)), effects)
+        self._execute(None, note, worker, lambda executor: executor.apply(effects))
+
+    # --- durability and crashes ----------------------------------------------------------------
+
+    def _arm(self, crash: tuple[str, str, int], effects: Effects | None) -> None:
+        """Decide whether the worker dies while the effects become durable, and after how many.
+
+        ``effects`` None: the message goes to the dead letters, one effect.
+        """
+        count = 1 if effects is None else len(effects)
+        planned = self.crash_plan(*crash, effects or Effects()) if self.crash_plan is not None else None
+        if planned is not None:
+            self.fault = Fault(planned, count)
+        elif self.config.crash_p and self._chance("crash", *crash) < self.config.crash_p:
+            durable = int(self._chance("crash at", *crash) * (count + 1))
+            # the flush sent the outputs, not the table write (Faust's producer buffer has no order)
+            self.fault = Fault(durable, count, lose_tables=self._chance("lose", *crash) < 0.25)
+
+    def _execute(self, task: Task | None, note: str, worker: int, work: Callable[[Executor], Any]) -> bool:
+        """Run the executor on this task's tables; False when the worker crashed on the way."""
+        tables = {name: SimTable(self, task, name, note) for name in (task.tables if task is not None else ())}
+        executor = self.impl.executor(tables, SimOutbox(self, note), str, Backoff(), lambda: at_time(self.now),
+                                      _no_sleep)
+        try:
+            run_now(work(executor))
+            if self.fault.strikes:  # every effect made it: die before the offset commit
+                raise Crash
+        except Crash:
+            fault = self.fault
+            lost = "the flush lost the table writes, " if fault.lose_tables else ""
+            self._crash(worker, f"during {note} after {fault.done}/{fault.effects} effects ({lost}not committed)")
+            return False
+        finally:
+            self.fault = no_fault()
+        return True
 
     def _commit(self, worker: int) -> None:
         """Faust's commit: flush the producer (every write here is already durable), commit the offsets."""
@@ -466,40 +564,6 @@ class Simulation:
                 task.committed = task.position
 
     # --- durability and crashes ----------------------------------------------------------------
-
-    def _make_durable(
-        self, task: Task | None, effects: list[Effect], note: str, worker: int, crash: tuple[str, str, int]
-    ) -> bool:
-        """Write the effects in order; a crash may strike first. False when the worker crashed."""
-        crash_at, lose_tables = len(effects) + 1, False
-        planned = self.crash_plan(*crash, effects) if self.crash_plan is not None else None
-        if planned is not None:
-            crash_at = planned
-        elif self.config.crash_p and self._chance("crash", *crash) < self.config.crash_p:
-            crash_at = int(self._chance("crash at", *crash) * (len(effects) + 1))
-            lose_tables = self._chance("lose", *crash) < 0.25  # the flush sent the outputs, not the table write
-        for index, (kind, name, key, value, identity) in enumerate(effects):
-            if index >= crash_at:
-                break
-            if kind == "table":
-                assert task is not None
-                if lose_tables:
-                    continue
-                self.changelogs[name].append(key, value, note)
-                self.last_change = self.now
-                if value is None:
-                    task.tables[name].pop(key, None)
-                else:
-                    task.tables[name][key] = value
-            elif kind == "send":
-                self._write(name, key, value, note, identity)
-            else:
-                self.dead_letters.append((name, key, value))
-        if crash_at <= len(effects):
-            lost = "the flush lost the table writes, " if lose_tables else ""
-            self._crash(worker, f"during {note} after {crash_at}/{len(effects)} effects ({lost}not committed)")
-            return False
-        return True
 
     def _write(self, topic: str, key: str, value: bytes, note: str, identity: str) -> None:
         """A producer send; it may be written twice, at once or after a retry."""
@@ -520,6 +584,7 @@ class Simulation:
         """The worker dies: its tasks restart from their committed offsets with tables from changelogs."""
         self.stats["crashes"] += 1
         self._log(f"CRASH w{worker} {why}")
+        self.told[worker] = {}  # the timer's memory dies with the process
         for task in self.app_tasks:
             if task.worker != worker:
                 continue
@@ -609,13 +674,6 @@ class Simulation:
             self.trace.append(f"{self.now:10.3f} {line}")
 
 
-def _identity(message: Message) -> str:
-    """What names a message whatever its timestamps: the event id, or the command itself."""
-    if isinstance(message, Event):
-        return f"{message.event_type}/{message.event_id}"
-    return message.output_id
-
-
 def _raw_identity(value: bytes) -> str:
     """The identity of a message as it was written (without its timestamp): what faults are keyed by."""
     try:
@@ -639,15 +697,10 @@ def _brief(value: bytes | None) -> str:
     return f"{kind}({', '.join(about)})"
 
 
-def _effects(effects: list[Effect]) -> str:
-    parts = []
-    for kind, name, key, value, _ in effects:
-        if kind == "table":
-            parts.append(f"{name}[{key}]{'=del' if value is None else ''}")
-        elif kind == "send":
-            parts.append(f"{name}:{_brief(value)}")
-        else:
-            parts.append(f"DLQ({value})")
+def _describe(effects: Effects) -> str:
+    """The effects of one message, for traces."""
+    parts = [f"{w.table}[{w.key}]{'=del' if w.value is None else ''}" for w in effects.writes]
+    parts += [f"{send.topic}:{_brief(send.message.encode())}" for send in effects.sends]
     return ", ".join(parts) or "-"
 
 

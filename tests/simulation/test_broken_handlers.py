@@ -1,4 +1,4 @@
-"""The simulator catches real bugs: deliberately broken handlers fail within a few seeds.
+"""The simulator catches real bugs: deliberately broken handlers and executors fail within a few seeds.
 
 A seed counts as a catch when the broken handlers break the guarantee the bug is about and the
 real handlers keep every guarantee on the very same scenario, so the catch is the broken
@@ -24,6 +24,8 @@ CASES = [
     ("stock-reserves-duplicates-again", None, {"G2"}, 5),
     ("wallet-charges-duplicates-again", "internal", {"G3"}, 5),
     ("saga-ignores-timeouts", "external", {"G1", "G5"}, 5),
+    ("executor-writes-one-table", "external", {"G1", "G5"}, 5),
+    ("executor-drops-bad-messages", None, {"DLQ"}, 5),
 ]
 
 

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from agents.executor import Executor
 from models import handlers
+from models.effects import Effects
 from simulation.broken import BROKEN
 from simulation.harness import ROOT, codes, default_jobs, report, run_scenario, run_seeds, save_replay, shrink
 from simulation.invariants import check
 from simulation.scenario import NEVER, Config, Input, Scenario, generate
-from simulation.simulator import REAL, Effect, simulate
+from simulation.simulator import REAL, simulate
 
 SEEDS = int(os.environ.get("SIM_SEEDS", "200"))
 ORDERS = int(os.environ.get("SIM_ORDERS", "200"))
@@ -48,19 +50,20 @@ def test_fixed_seeds_keep_every_guarantee() -> None:
 # --- the simulator itself ----------------------------------------------------------------------
 
 
-def test_the_simulator_runs_the_handlers_the_agents_call() -> None:
-    """No copy of the logic: the simulator's handlers are models.handlers', which the agents call."""
-    assert REAL.route_public is handlers.route_public
-    assert REAL.saga_step is handlers.saga_step
-    assert REAL.stock_step is handlers.stock_step
-    assert REAL.wallet_step is handlers.wallet_step
-    assert REAL.customer_step is handlers.customer_step
+def test_the_simulator_runs_the_handlers_and_the_executor_the_agents_run() -> None:
+    """No copy of the glue: the simulator runs models.handlers' functions through agents.executor.Executor,
+    and every agent hands its stream to that executor with the same handler."""
+    assert REAL.executor is Executor
+    assert (REAL.ingress, REAL.saga, REAL.timeouts_due) == (handlers.ingress, handlers.saga, handlers.timeouts_due)
+    assert (REAL.stock, REAL.wallet, REAL.customers) == (handlers.stock, handlers.wallet, handlers.customers)
     agents = ROOT / "agents"
-    for module, name in [("ingress", "route_public"), ("saga", "saga_step"), ("stock", "stock_step"),
-                         ("wallet", "wallet_step"), ("customers", "customer_step")]:
-        source = (agents / f"{module}.py").read_text()
-        assert "from models.handlers import" in source, module
-        assert f"{name}(" in source or f"{name})" in source, f"agents/{module}.py does not call {name}"
+    assert "await executor.process(handler, record)" in (agents / "faust_io.py").read_text()
+    for module, call in [("ingress", "handlers.ingress(topic, payment_mode)"), ("saga", "handlers.saga(policy)"),
+                         ("saga", "handlers.timeouts_due("), ("saga", "await executor.apply(effects)"),
+                         ("stock", "consume(stream, executor, handlers.stock)"),
+                         ("wallet", "consume(stream, executor, handlers.wallet)"),
+                         ("customers", "consume(stream, executor, handlers.customers)")]:
+        assert call in (agents / f"{module}.py").read_text(), f"agents/{module}.py does not call {call}"
 
 
 def trace_digest(scenario: Scenario) -> str:
@@ -139,10 +142,10 @@ def one_order_no_answer() -> Scenario:
     ))
 
 
-def crash_after_the_timeouts_table_writes(agent: str, identity: str, attempt: int, effects: list[Effect]) -> int | None:
+def crash_after_the_timeouts_table_writes(agent: str, identity: str, attempt: int, effects: Effects) -> int | None:
     """The worker dies once the timed-out saga is written, before any of its sends."""
     if agent == "saga" and identity.startswith("SagaTimeout/") and attempt == 1:
-        return sum(1 for kind, *_ in effects if kind == "table")
+        return len(effects.writes)
     return None
 
 

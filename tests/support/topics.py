@@ -12,8 +12,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.admin import ensure_topics
-from app.demo import produce
 from config.settings import Settings
+from devtools.demo import produce
 from models.events import Event
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
-from app.devstack import start_worker, stop_process
-from app.kafka_local import free_port
 from config.settings import Settings
+from devtools.devstack import start_worker, stop_process
+from devtools.kafka_local import free_port
 
 
 @dataclass

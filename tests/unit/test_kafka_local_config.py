@@ -1,4 +1,4 @@
-"""Pure tests of app.kafka_local: rendered configs, jar cache logic, guards (no broker)."""
+"""Pure tests of devtools.kafka_local: rendered configs, jar cache logic, guards (no broker)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.kafka_local import (
+from devtools.kafka_local import (
     CACHE_ENV,
     BrokerConfig,
     KafkaLaunchError,
@@ -215,7 +215,7 @@ def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) ->
     """The storage tool would read a leading dash as an option and refuse to format."""
     import uuid
 
-    from app import kafka_local
+    from devtools import kafka_local
 
     dash_first = uuid.UUID(bytes=b"\xfb" + b"\x00" * 15)  # base64url of 0xfb... begins with "-"
     fresh = iter([dash_first, uuid.UUID(int=1)])

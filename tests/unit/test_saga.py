@@ -64,10 +64,10 @@ from models.saga import (
     STEPS,
     TIMED_OUT,
     TIMEOUT,
+    Output,
     SagaPolicy,
     SagaState,
     implied_outputs,
-    run,
     transition,
 )
 from models.stock import Stock
@@ -86,6 +86,17 @@ INTERNAL = SagaPolicy()
 EXTERNAL = SagaPolicy(payment_mode="external")
 
 # --- factories ---------------------------------------------------------------------------------
+
+
+def run(
+    state: SagaState | None, messages: list[Message], now: datetime, policy: SagaPolicy = INTERNAL
+) -> tuple[SagaState | None, list[Output]]:
+    """Apply messages in order, gathering what was sent."""
+    sent: list[Output] = []
+    for message in messages:
+        state, outputs = transition(state, message, now, policy)
+        sent += outputs
+    return state, sent
 
 
 def placed(

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from app.admin import ensure_topics
-from app.demo import produce, seed_events, trickle, watch_outcomes
-from app.kafka_local import BrokerConfig, LocalKafka, broker_answers, free_port, port_free
 from config.settings import Settings
+from devtools.demo import produce, seed_events, trickle, watch_outcomes
+from devtools.kafka_local import BrokerConfig, LocalKafka, broker_answers, free_port, port_free
 
 WORKER_START_TIMEOUT_S = 120.0
 ORDER_BODY = '{"customer_id":"customer-1","items":[{"sku":"SKU-EGGS","quantity":2,"unit_price":"3.00"}]}'

@@ -3,7 +3,7 @@
 Jars come from Maven Central (cached), the broker runs as a plain ``java`` subprocess in
 its own process group, so no Docker and no Kafka distribution download are needed.
 
-CLI: ``python -m app.kafka_local start|stop|run [--port N] [--data-dir D]``.
+CLI: ``python -m devtools.kafka_local start|stop|run [--port N] [--data-dir D]``.
 """
 
 from __future__ import annotations
@@ -412,7 +412,7 @@ class LocalKafka:
         if pid is not None:
             raise KafkaLaunchError(
                 f"a broker (pid {pid}) already uses {self._data}; "
-                "stop it with `python -m app.kafka_local stop --data-dir ...`"
+                "stop it with `python -m devtools.kafka_local stop --data-dir ...`"
             )
         cfg = self.config
         for host, port in ((cfg.host, cfg.port), ("127.0.0.1", cfg.quorum_port)):
@@ -511,7 +511,8 @@ def _run_foreground(kafka: LocalKafka, timeout: float) -> int:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse CLI arguments (defaults match `make run`: port 9092, ./.kafka-data)."""
-    parser = argparse.ArgumentParser(prog="python -m app.kafka_local", description="Local single-node Kafka (KRaft).")
+    parser = argparse.ArgumentParser(prog="python -m devtools.kafka_local",
+                                     description="Local single-node Kafka (KRaft).")
     parser.add_argument(
         "command",
         choices=["start", "stop", "run"],

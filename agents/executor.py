@@ -1,0 +1,100 @@
+"""The one place that touches tables and topics: apply a handler's effects, writes first, then sends.
+
+Writes come first so that a crash between them is repaired by the redelivery: the handler then finds
+its change already stored, treats the message as a duplicate and sends everything again, with the
+same derived ids. A message the handler rejects goes to its dead-letter topic; one that fails
+unexpectedly is retried with backoff and then dead-lettered. The worker runs this with Faust's
+tables and topics (``agents/wiring.py``); the simulation runs it with in-memory ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from agents.retry import Backoff, Sleep, retried
+from models.effects import Effects, Incoming
+from models.events import BadMessage, format_time, utc_now
+from models.handlers import Handler
+from models.topics import dead_letter_name
+
+log = logging.getLogger(__name__)
+Headers = Sequence[tuple[str, bytes]]
+
+
+class Table(Protocol):
+    """What the executor needs of a table: a key-value map of bytes."""
+
+    def get(self, key: str) -> bytes | None: ...
+    def __setitem__(self, key: str, value: bytes) -> None: ...
+    def __delitem__(self, key: str) -> None: ...
+
+
+class Outbox(Protocol):
+    """Where sends go: a topic by its full name."""
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> Awaitable[None]: ...
+
+
+class Executor:
+    """Applies effects to ``tables`` and ``outbox``; ``topic_name`` turns a logical topic into its full name."""
+
+    def __init__(
+        self,
+        tables: Mapping[str, Table],
+        outbox: Outbox,
+        topic_name: Callable[[str], str],
+        backoff: Backoff,
+        clock: Callable[[], datetime] = utc_now,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.tables, self.outbox, self.topic_name = tables, outbox, topic_name
+        self.backoff, self.clock, self.sleep = backoff, clock, sleep
+
+    def read(self, table: str, key: str) -> bytes | None:
+        """A stored value, for handlers."""
+        return self.tables[table].get(key)
+
+    async def apply(self, effects: Effects) -> None:
+        """Every table write, then every send, in the order the handler gave them."""
+        for write in effects.writes:
+            if write.value is None:
+                del self.tables[write.table][write.key]
+            else:
+                self.tables[write.table][write.key] = write.value
+        for send in effects.sends:
+            await self.outbox.send(
+                self.topic_name(send.topic), send.key.encode(), send.message.encode(), list(send.headers.items())
+            )
+
+    async def process(self, handler: Handler, record: Incoming) -> None:
+        """Handle one record: apply its effects, retried on failure; dead-letter what cannot be done."""
+
+        async def attempt() -> None:
+            await self.apply(handler(record, self.read, self.clock()))
+
+        what = f"{record.topic}[{record.partition}]@{record.offset}"
+        try:
+            await retried(attempt, self.backoff, what, self.sleep)
+        except BadMessage as exc:
+            await self.dead_letter(record, exc.reason, type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - whatever still fails is recorded, never dropped
+            log.exception("giving up on %s", what)
+            await self.dead_letter(record, str(exc) or repr(exc), type(exc).__name__)
+
+    async def dead_letter(self, record: Incoming, reason: str, failure_class: str) -> None:
+        """The original key and value to ``<topic>.DLQ``, with the contract's headers."""
+        log.warning("dead letter from %s[%s]@%s: %s: %s",
+                    record.topic, record.partition, record.offset, failure_class, reason)
+        headers = [
+            ("original.topic", record.topic.encode()),
+            ("original.partition", str(record.partition).encode()),
+            ("original.offset", str(record.offset).encode()),
+            ("failure.reason", reason.encode("utf-8", "replace")),
+            ("failure.timestamp", format_time(self.clock()).encode()),
+            ("failure.class", failure_class.encode()),
+        ]
+        await self.outbox.send(dead_letter_name(record.topic), record.key, record.value, headers)

@@ -1,0 +1,28 @@
+"""The executor's tables and topics in a worker: Faust's, and the loop that feeds it a stream."""
+
+from __future__ import annotations
+
+from faust.types import StreamT, TopicT
+
+from agents.executor import Executor, Headers
+from models.effects import Incoming
+from models.handlers import Handler
+
+
+class TopicOutbox:
+    """Sends to Faust topics by full name (public, internal and dead-letter topics)."""
+
+    def __init__(self, topics: dict[str, TopicT]) -> None:
+        self.topics = topics
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
+        """Hand the message to Faust's producer; Faust flushes it before committing the input."""
+        await self.topics[topic].send(key=key, value=value, headers=list(headers))
+
+
+async def consume(stream: StreamT, executor: Executor, handler: Handler) -> None:
+    """Every record of the stream, one at a time, through the handler and the executor."""
+    async for event in stream.events():
+        message = event.message
+        record = Incoming(message.topic, message.partition, message.offset, message.key, message.value)
+        await executor.process(handler, record)

@@ -1,0 +1,42 @@
+"""The composition root: the one place that builds the worker from the settings.
+
+``streamsaga worker``, the tests and the benchmark all get their app from :func:`build`: the Faust
+app (with our transport and table store), the tables, the topics, the executor, the agents, the
+timer, the web views and the start-up tasks. Nothing is installed by importing a module.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from agents import customers, ingress, saga, stock, wallet
+from agents.executor import Executor
+from agents.faust_io import TopicOutbox
+from agents.retry import Backoff
+from app import commands, log_level, readiness, web
+from app.faust_app import App, create_app
+from app.topic_names import full_name
+from app.topics import declare_topics
+from config.settings import Settings
+from models.handlers import DEADLINES
+from models.saga import SagaPolicy
+from tables.state import declare_tables
+
+
+def build(settings: Settings) -> App:
+    """The whole worker, wired; ``app.main()`` runs Faust's command line on it."""
+    app = create_app(settings)
+    tables = declare_tables(app, settings)
+    topics = declare_topics(app, settings)
+    executor = Executor(tables, TopicOutbox(topics.by_name), lambda name: full_name(settings, name),
+                        Backoff.from_settings(settings))
+    policy = SagaPolicy(payment_mode=settings.payment_mode, timeout=timedelta(seconds=settings.saga_timeout_s))
+    ingress.register(app, topics, executor, settings.payment_mode)
+    saga.register(app, topics, executor, tables[DEADLINES], policy, settings.timeout_check_interval_s)
+    stock.register(app, topics, executor)
+    wallet.register(app, topics, executor)
+    customers.register(app, topics, executor)
+    web.register(app, tables, topics, readiness.register(app))
+    log_level.register(app)
+    commands.register(app, settings)
+    return app

@@ -1,0 +1,1 @@
+"""Developer tooling, not shipped with the service: the local Kafka launcher, `make run` and its demo."""
