@@ -18,6 +18,11 @@ SCHEMA_VERSION = 1
 _NAMESPACE = uuid.UUID("6f1c2a4e-8d0b-4a8e-9b61-3c7f2e5d9a10")
 CANCEL_REASONS = ("OUT_OF_STOCK", "PAYMENT_DECLINED", "TIMEOUT")
 MAX_TEXT = 1000
+#: ids (order, customer, sku, event, saga) are kept in saga, stock and wallet state many times over
+MAX_ID = 200
+ID_FIELDS = frozenset({"event_id", "order_id", "customer_id", "sku", "saga_id"})
+#: with ids this short, the largest order's saga state and events stay far below Kafka's 1 MB
+MAX_ORDER_LINES = 400
 MAX_QUANTITY = 1_000_000
 
 
@@ -141,6 +146,8 @@ class OrderPlaced(Event):
         """Lines must be positive and the total must add up."""
         if not self.items:
             raise ValueError("items must not be empty")
+        if len(self.items) > MAX_ORDER_LINES:
+            raise ValueError(f"an order has at most {MAX_ORDER_LINES} lines, this one has {len(self.items)}")
         for line in self.items:
             if not 0 < line.quantity <= MAX_QUANTITY:
                 raise ValueError(f"quantity of {line.sku!r} must be from 1 to {MAX_QUANTITY}")
@@ -394,14 +401,14 @@ def build_record(cls: type[Any], body: dict[str, Any]) -> Any:
         if name not in body:
             raise ValueError(f"missing field {name!r}")
         try:
-            values[name] = _read(hint, raw)
+            values[name] = _read(hint, raw, MAX_ID if name in ID_FIELDS else MAX_TEXT)
         except ValueError as exc:
             raise ValueError(f"field {name!r} {exc}") from None
     return cls(**values)
 
 
-def _read(hint: Any, raw: Any) -> Any:
-    """Read one value of the given annotated type."""
+def _read(hint: Any, raw: Any, limit: int = MAX_TEXT) -> Any:
+    """Read one value of the given annotated type; text of at most ``limit`` characters."""
     origin = typing.get_origin(hint)
     if origin is tuple:
         (element,) = typing.get_args(hint)[:1]
@@ -409,9 +416,9 @@ def _read(hint: Any, raw: Any) -> Any:
             raise ValueError(f"must be a list, got {type(raw).__name__}")
         return tuple(build_record(element, item) if isinstance(item, dict) else _bad_item(item) for item in raw)
     if origin is typing.Union or origin is type(str | None):
-        return None if raw is None else _text(raw)
+        return None if raw is None else _text(raw, limit)
     if hint is str:
-        return _text(raw)
+        return _text(raw, limit)
     if hint is int:
         if not isinstance(raw, int) or isinstance(raw, bool):
             raise ValueError(f"must be an integer, got {raw!r}")
@@ -426,12 +433,12 @@ def _bad_item(item: Any) -> Any:
     raise ValueError(f"elements must be objects, got {item!r}")
 
 
-def _text(raw: Any) -> str:
-    """A non-empty string of reasonable length."""
+def _text(raw: Any, limit: int = MAX_TEXT) -> str:
+    """A non-empty string of at most ``limit`` characters."""
     if not isinstance(raw, str) or not raw.strip():
         raise ValueError(f"must be a non-empty string, got {raw!r}")
-    if len(raw) > MAX_TEXT:
-        raise ValueError(f"must be at most {MAX_TEXT} characters")
+    if len(raw) > limit:
+        raise ValueError(f"must be at most {limit} characters")
     return raw
 
 

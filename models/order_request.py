@@ -7,10 +7,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from models.events import MAX_QUANTITY, MAX_TEXT, OrderLine, OrderPlaced, format_time
+from models.events import MAX_ID, MAX_ORDER_LINES, MAX_QUANTITY, OrderLine, OrderPlaced, format_time
 from models.money import MAX_MONEY, format_money, parse_money
 
-MAX_LINES = 100
+ID_RULE = f"must be a non-empty string of at most {MAX_ID} characters"
 
 
 def order_from_request(body: Any, now: datetime) -> OrderPlaced | list[str]:
@@ -20,18 +20,18 @@ def order_from_request(body: Any, now: datetime) -> OrderPlaced | list[str]:
     errors: list[str] = []
     customer_id = body.get("customer_id")
     if not _is_id(customer_id):
-        errors.append("customer_id must be a non-empty string")
+        errors.append(f"customer_id {ID_RULE}")
     order_id = body.get("order_id", None)
     if order_id is None:
         order_id = str(uuid.uuid4())
     elif not _is_id(order_id):
-        errors.append("order_id must be a non-empty string when given")
+        errors.append(f"order_id {ID_RULE} when given")
     items = body.get("items")
     lines: list[OrderLine] = []
     if not isinstance(items, list) or not items:
         errors.append("items must be a non-empty list")
-    elif len(items) > MAX_LINES:
-        errors.append(f"items may have at most {MAX_LINES} lines")
+    elif len(items) > MAX_ORDER_LINES:
+        errors.append(f"items may have at most {MAX_ORDER_LINES} lines")
     else:
         for index, item in enumerate(items):
             line = _line(item, f"items[{index}]", errors)
@@ -60,7 +60,7 @@ def _line(item: Any, where: str, errors: list[str]) -> OrderLine | None:
     found = len(errors)
     sku, quantity = item.get("sku"), item.get("quantity")
     if not _is_id(sku):
-        errors.append(f"{where}.sku must be a non-empty string")
+        errors.append(f"{where}.sku {ID_RULE}")
     if not isinstance(quantity, int) or isinstance(quantity, bool) or not 0 < quantity <= MAX_QUANTITY:
         errors.append(f"{where}.quantity must be an integer from 1 to {MAX_QUANTITY}")
     try:
@@ -74,4 +74,4 @@ def _line(item: Any, where: str, errors: list[str]) -> OrderLine | None:
 
 def _is_id(value: Any) -> bool:
     """A usable id: a non-blank string of reasonable length."""
-    return isinstance(value, str) and bool(value.strip()) and len(value) <= MAX_TEXT
+    return isinstance(value, str) and bool(value.strip()) and len(value) <= MAX_ID

@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from app.kafka_local import LocalKafka
 from config.settings import Settings
+from devtools.kafka_local import LocalKafka
 from models.events import FundsAdded, OrderLine, OrderPlaced, StockAdded, UserRegistered, format_time, utc_now
 from support.topics import read_topic, setup_topics, wait_until, write_events, write_raw
 from support.worker import Worker, new_settings
@@ -79,7 +79,7 @@ def test_bad_bodies_get_every_error_and_write_nothing(kafka: LocalKafka, running
         {"customer_id": "", "items": [{"sku": "A", "quantity": 0, "unit_price": 2.5}, "x"]}))
     assert status == 400
     assert body["errors"] == [
-        "customer_id must be a non-empty string",
+        "customer_id must be a non-empty string of at most 200 characters",
         "items[0].quantity must be an integer from 1 to 1000000",
         "items[0].unit_price must be a decimal string with at most two places, got 2.5",
         "items[1] must be an object with sku, quantity and unit_price",
@@ -95,8 +95,27 @@ def test_unknown_keys_are_404_with_an_error(running: tuple[Settings, Worker], pa
     assert status == 404 and "not found" in body["error"]
 
 
-def test_bad_wait_is_400(running: tuple[Settings, Worker]) -> None:
-    assert running[1].get("/orders/x?wait=soon")[0] == 400
+@pytest.mark.parametrize("wait", ["soon", "nan", "inf", "-inf", "-1", "60.5", "1e400"])
+def test_a_wait_that_is_not_a_number_of_seconds_from_0_to_60_is_400_at_once(
+    running: tuple[Settings, Worker], wait: str
+) -> None:
+    status, body = running[1].get(f"/orders/x?wait={wait}", timeout=10)
+    assert status == 400 and body == {"errors": ["wait must be a number of seconds from 0 to 60"]}
+
+
+@pytest.mark.parametrize("path", ["/", "/router/", "/table/", "/table/wallets/", "/table/wallets/ann/", "/graph/",
+                                  "/stats/", "/performance/", "/favicon.ico", "/orders/a/b"])
+def test_only_the_contract_s_pages_are_served(running: tuple[Settings, Worker], path: str) -> None:
+    """Faust's own pages (which dump raw table values) are off; every other path is a JSON 404."""
+    status, body = running[1].get(path)
+    assert (status, body) == (404, {"error": f"no such page: {path}"})
+
+
+def test_liveness_and_readiness(running: tuple[Settings, Worker]) -> None:
+    worker = running[1]
+    assert worker.get("/livez") == (200, {"live": True})
+    assert worker.get("/readyz") == (200, {"ready": True})
+    assert worker.get("/health") == (200, {"ready": True})
 
 
 def test_order_on_any_partition_reaches_its_saga(kafka: LocalKafka, running: tuple[Settings, Worker]) -> None:

@@ -14,6 +14,8 @@ import pytest
 from models.events import (
     CANCEL_REASONS,
     EVENT_TYPES,
+    MAX_ID,
+    MAX_ORDER_LINES,
     MAX_TEXT,
     SCHEMA_VERSION,
     BadMessage,
@@ -453,24 +455,39 @@ def test_empty_event_id_is_refused(value: str) -> None:
     assert "must be a non-empty string" in bad_body(placed(event_id=value))
 
 
-def test_text_up_to_the_limit_is_accepted() -> None:
-    assert decode(placed(order_id="o" * MAX_TEXT)).order_id == "o" * MAX_TEXT  # type: ignore[attr-defined]
+def test_ids_up_to_the_id_limit_are_accepted() -> None:
+    assert decode(placed(order_id="o" * MAX_ID)).order_id == "o" * MAX_ID  # type: ignore[attr-defined]
+
+
+def test_text_up_to_the_text_limit_is_accepted() -> None:
+    body = body_of("CustomerNotified", message="m" * MAX_TEXT)
+    assert decode(body).message == "m" * MAX_TEXT  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"order_id": "o" * (MAX_TEXT + 1)},
-        {"customer_id": "c" * (MAX_TEXT + 1)},
-        {"event_id": "e" * (MAX_TEXT + 1)},
-        {"items": line(sku="s" * (MAX_TEXT + 1))},
+        {"order_id": "o" * (MAX_ID + 1)},
+        {"customer_id": "c" * (MAX_ID + 1)},
+        {"event_id": "e" * (MAX_ID + 1)},
+        {"items": line(sku="s" * (MAX_ID + 1))},
     ],
 )
-def test_over_long_strings_are_refused(overrides: dict[str, Any]) -> None:
+def test_over_long_ids_are_refused(overrides: dict[str, Any]) -> None:
+    """An id is stored in saga, stock and wallet state many times over: it is kept short enough that
+    the largest order's state fits a Kafka message."""
     body = placed(**overrides)
     if "items" in overrides:
         body["total_amount"] = "39.98"
-    assert f"at most {MAX_TEXT} characters" in bad_body(body)
+    assert f"at most {MAX_ID} characters" in bad_body(body)
+
+
+def test_an_order_of_at_most_the_line_limit_is_accepted_and_one_more_is_refused() -> None:
+    lines = [{"sku": f"sku-{n}", "quantity": 1, "unit_price": "1.00"} for n in range(MAX_ORDER_LINES + 1)]
+    body = placed(items=lines[:MAX_ORDER_LINES], total_amount=f"{MAX_ORDER_LINES}.00")
+    assert len(decode(body).items) == MAX_ORDER_LINES  # type: ignore[attr-defined]
+    reason = bad_body(placed(items=lines, total_amount=f"{MAX_ORDER_LINES + 1}.00"))
+    assert reason == f"invalid OrderPlaced: an order has at most {MAX_ORDER_LINES} lines, this one has 401"
 
 
 def test_over_long_message_text_is_refused() -> None:
