@@ -74,11 +74,14 @@ async def produce(settings: Settings, events: Iterable[Event]) -> int:
     return count
 
 
-async def trickle(settings: Settings, stop: asyncio.Event, seed: int = 7) -> int:
-    """Place a random order every ``demo_order_interval_s`` until ``stop`` is set."""
+async def trickle(settings: Settings, stop: asyncio.Event, worker_up: asyncio.Event, seed: int = 7) -> int:
+    """Place a random order every ``demo_order_interval_s`` until ``stop`` is set, while the worker is up."""
     rng = random.Random(seed)
     placed = 0
     while not stop.is_set():
+        if not worker_up.is_set():
+            await _first(stop, worker_up)
+            continue
         order = random_order(rng)
         await produce(settings, [order])
         placed += 1
@@ -86,6 +89,14 @@ async def trickle(settings: Settings, stop: asyncio.Event, seed: int = 7) -> int
         with contextlib.suppress(TimeoutError):  # the interval passed without a stop
             await asyncio.wait_for(stop.wait(), settings.demo_order_interval_s)
     return placed
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Wait until one of the events is set."""
+    waits = [asyncio.create_task(event.wait()) for event in events]
+    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in pending:
+        wait.cancel()
 
 
 async def watch_outcomes(settings: Settings, stop: asyncio.Event) -> None:
@@ -105,3 +116,16 @@ async def watch_outcomes(settings: Settings, stop: asyncio.Event) -> None:
                         print(f"  cancelled {body['order_id']}: {body['reason']}", flush=True)
     finally:
         await consumer.stop()
+
+
+def main() -> None:
+    """``python -m devtools.demo``: write the demo customers, wallets and stock to the configured broker."""
+    from app.admin import ensure_topics
+
+    settings = Settings.from_env()
+    asyncio.run(ensure_topics(settings))
+    print(f"wrote {asyncio.run(produce(settings, seed_events()))} demo events")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,4 @@
-"""``make run``: a local broker, one worker with its web views, demo data and orders; Ctrl-C stops all."""
+"""``make run``: a local broker, one supervised worker with its web views, demo data and orders; Ctrl-C stops all."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from app.admin import ensure_topics
 from config.settings import Settings
 from devtools.demo import produce, seed_events, trickle, watch_outcomes
 from devtools.kafka_local import BrokerConfig, LocalKafka, broker_answers, free_port, port_free
+from devtools.supervisor import GaveUp, Supervisor
 
 WORKER_START_TIMEOUT_S = 120.0
 ORDER_BODY = '{"customer_id":"customer-1","items":[{"sku":"SKU-EGGS","quantity":2,"unit_price":"3.00"}]}'
@@ -99,8 +100,8 @@ def banner(settings: Settings) -> str:
 """
 
 
-async def _demo(settings: Settings) -> None:
-    """Seed once per data directory, then place and watch orders until interrupted."""
+async def _demo(settings: Settings, supervisor: Supervisor) -> None:
+    """Seed once per data directory, then place and watch orders until interrupted; keep the worker up."""
     marker = settings.data_dir / "seeded"
     if not marker.exists():
         count = await produce(settings, seed_events())
@@ -114,34 +115,45 @@ async def _demo(settings: Settings) -> None:
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(watch_outcomes(settings, stop))]
     if settings.demo_orders:
         _say(f"placing a demo order every {settings.demo_order_interval_s}s (STREAMSAGA_DEMO_ORDERS=0 turns it off)")
-        tasks.append(asyncio.create_task(trickle(settings, stop)))
-    await stop.wait()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        tasks.append(asyncio.create_task(trickle(settings, stop, supervisor.up)))
+    watcher = asyncio.create_task(supervisor.watch(stop))
+    try:
+        await asyncio.wait([watcher, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if watcher.done():
+        watcher.result()  # raises GaveUp when the worker kept failing
 
 
 def main() -> int:
     """Run everything in the foreground; leave nothing running on exit."""
     settings = Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = settings.data_dir / "worker.pid"
     kafka = start_broker(settings)
-    worker: subprocess.Popen[bytes] | None = None
+    supervisor = Supervisor(start=lambda: start_worker(settings), say=_say,
+                            on_start=lambda worker: pid_file.write_text(f"{worker.pid}\n"))
+    code = 0
     try:
         asyncio.run(ensure_topics(settings))
-        worker = start_worker(settings)
-        (settings.data_dir / "worker.pid").write_text(f"{worker.pid}\n")
-        asyncio.run(_demo(settings))
+        supervisor.launch()
+        asyncio.run(_demo(settings, supervisor))
     except KeyboardInterrupt:
         pass
+    except GaveUp as exc:
+        _say(f"{exc}; see {settings.data_dir / 'worker.log'}")
+        code = 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _say("stopping")
-        if worker is not None:
-            stop_process(worker)
-            (settings.data_dir / "worker.pid").unlink(missing_ok=True)
+        if supervisor.process is not None:
+            stop_process(supervisor.process)
+            pid_file.unlink(missing_ok=True)
         if kafka is not None:
             kafka.stop()
         _say("stopped; state is kept in " + str(settings.data_dir))
-    return 0
+    return code
 
 
 if __name__ == "__main__":
