@@ -18,14 +18,15 @@ log = logging.getLogger(__name__)
 
 
 def register(
-    app: AppT, topics: Topics, executor: Executor, deadlines: TableT, policy: SagaPolicy, check_interval_s: float
+    app: AppT, topics: Topics, executor: Executor, deadlines: TableT, policy: SagaPolicy, exactly_once: bool,
+    check_interval_s: float,
 ) -> None:
     """The saga agent on the internal replies topic, and the timeout timer of this worker."""
 
     @app.agent(topics.internal[commands.SAGA], name="saga")
     async def saga_agent(stream: StreamT) -> None:
         """Run every order's saga on the worker that owns its order id."""
-        await consume(stream, executor, handlers.saga(policy))
+        await consume(stream, executor, handlers.saga(policy, exactly_once))
 
     told: dict[str, datetime] = {}  # this process's memory: a restarted worker tells again at once
     interval = timedelta(seconds=check_interval_s)

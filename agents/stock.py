@@ -10,10 +10,10 @@ from app.topics import Topics
 from models import commands, handlers
 
 
-def register(app: AppT, topics: Topics, executor: Executor) -> None:
+def register(app: AppT, topics: Topics, executor: Executor, exactly_once: bool) -> None:
     """The stock agent on the internal stock topic."""
 
     @app.agent(topics.internal[commands.STOCK], name="stock")
     async def stock_agent(stream: StreamT) -> None:
         """Keep each sku's stock on the worker that owns the sku."""
-        await consume(stream, executor, handlers.stock)
+        await consume(stream, executor, handlers.stock(exactly_once))

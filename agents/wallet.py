@@ -10,10 +10,10 @@ from app.topics import Topics
 from models import commands, handlers
 
 
-def register(app: AppT, topics: Topics, executor: Executor) -> None:
+def register(app: AppT, topics: Topics, executor: Executor, exactly_once: bool) -> None:
     """The wallet agent on the internal wallet topic."""
 
     @app.agent(topics.internal[commands.WALLET], name="wallet")
     async def wallet_agent(stream: StreamT) -> None:
         """Keep each wallet on the worker that owns the customer id."""
-        await consume(stream, executor, handlers.wallet)
+        await consume(stream, executor, handlers.wallet(exactly_once))

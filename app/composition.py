@@ -31,10 +31,11 @@ def build(settings: Settings) -> App:
     executor = Executor(tables, TopicOutbox(topics.by_name), lambda name: full_name(settings, name),
                         Backoff.from_settings(settings))
     policy = SagaPolicy(payment_mode=settings.payment_mode, timeout=timedelta(seconds=settings.saga_timeout_s))
+    exactly_once = settings.processing_guarantee == "exactly_once"
     ingress.register(app, topics, executor, settings.payment_mode)
-    saga.register(app, topics, executor, tables[DEADLINES], policy, settings.timeout_check_interval_s)
-    stock.register(app, topics, executor)
-    wallet.register(app, topics, executor)
+    saga.register(app, topics, executor, tables[DEADLINES], policy, exactly_once, settings.timeout_check_interval_s)
+    stock.register(app, topics, executor, exactly_once)
+    wallet.register(app, topics, executor, exactly_once)
     customers.register(app, topics, executor)
     web.register(app, tables, topics, readiness.register(app))
     log_level.register(app)

@@ -8,6 +8,7 @@ The agents and the simulator run these very functions. No Faust, no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 
@@ -119,17 +120,32 @@ def owned_message(record: Incoming) -> tuple[str, Message]:
     return key, message
 
 
-def saga(policy: SagaPolicy) -> Handler:
+def resends(offset: int, last_input: int, exactly_once: bool) -> bool:
+    """Whether a duplicate (a message whose effect the state already holds) sends its outputs again.
+
+    Under exactly_once never: the first processing's outputs were committed in the transaction that
+    committed the state recording it. Under at_least_once only a redelivery after a crash does: the
+    record that changed the state, or one before it, read again from the last committed offset. Its
+    first sends may have died with the worker. A duplicate at a later offset (an input sent twice, a
+    reply re-sent) comes after the first processing was handed to the producer, which Faust flushes
+    before it commits an offset: if those sends were lost, the change is redelivered and re-sends.
+    """
+    return not exactly_once and offset <= last_input
+
+
+def saga(policy: SagaPolicy, exactly_once: bool) -> Handler:
     """The saga agent's handler: the transition, the saga's new state and its deadline index entry."""
 
     def handle(record: Incoming, read: Reader, now: datetime) -> Effects:
         order_id, message = owned_message(record)
-        return saga_effects(order_id, message, read, now, policy)
+        return saga_effects(order_id, message, record.offset, read, now, policy, exactly_once)
 
     return handle
 
 
-def saga_effects(order_id: str, message: Message, read: Reader, now: datetime, policy: SagaPolicy) -> Effects:
+def saga_effects(
+    order_id: str, message: Message, offset: int, read: Reader, now: datetime, policy: SagaPolicy, exactly_once: bool
+) -> Effects:
     """Run the pure transition on the stored saga; keep the deadline index in step with it.
 
     The index is compared with what is stored each time, so a redelivery repairs it as it goes.
@@ -139,7 +155,10 @@ def saga_effects(order_id: str, message: Message, read: Reader, now: datetime, p
     new_state, sent = transition(state, message, now, policy)
     writes: list[Write] = []
     if new_state is not None and new_state is not state:
+        new_state = dataclasses.replace(new_state, last_input=offset)
         writes.append(Write(SAGAS, order_id, new_state.to_json()))
+    elif state is not None and not resends(offset, state.last_input, exactly_once):
+        sent = []
     if new_state is not None:
         wanted = deadline_entry(new_state)
         if read(DEADLINES, order_id) != wanted:
@@ -152,28 +171,40 @@ def deadline_entry(state: SagaState) -> bytes | None:
     return None if state.is_terminal else state.deadline.encode()
 
 
-def stock(record: Incoming, read: Reader, now: datetime) -> Effects:
+def stock(exactly_once: bool) -> Handler:
     """The stock agent's handler: one sku's stock."""
-    sku, message = owned_message(record)
-    stored = read(STOCK, sku)
-    current = Stock.from_json(stored) if stored is not None else Stock(sku=sku)
-    new, sent = handle_stock(current, message)
-    return _changed(STOCK, sku, current, new, sent)
+
+    def handle(record: Incoming, read: Reader, now: datetime) -> Effects:
+        sku, message = owned_message(record)
+        stored = read(STOCK, sku)
+        current = Stock.from_json(stored) if stored is not None else Stock(sku=sku)
+        new, sent = handle_stock(current, message)
+        return _changed(STOCK, sku, record.offset, current, new, sent, exactly_once)
+
+    return handle
 
 
-def wallet(record: Incoming, read: Reader, now: datetime) -> Effects:
+def wallet(exactly_once: bool) -> Handler:
     """The wallet agent's handler: one customer's wallet."""
-    customer_id, message = owned_message(record)
-    stored = read(WALLETS, customer_id)
-    current = Wallet.from_json(stored) if stored is not None else Wallet(customer_id=customer_id)
-    new, sent = handle_wallet(current, message, now)
-    return _changed(WALLETS, customer_id, current, new, sent)
+
+    def handle(record: Incoming, read: Reader, now: datetime) -> Effects:
+        customer_id, message = owned_message(record)
+        stored = read(WALLETS, customer_id)
+        current = Wallet.from_json(stored) if stored is not None else Wallet(customer_id=customer_id)
+        new, sent = handle_wallet(current, message, now)
+        return _changed(WALLETS, customer_id, record.offset, current, new, sent, exactly_once)
+
+    return handle
 
 
-def _changed(table: str, key: str, current: Stock | Wallet, new: Stock | Wallet, sent: list[Message]) -> Effects:
-    """Write the value only when the domain changed it; send its outputs either way."""
-    writes = (Write(table, key, new.to_json()),) if new is not current else ()
-    return Effects(writes, outputs(sent))
+def _changed(
+    table: str, key: str, offset: int, current: Stock | Wallet, new: Stock | Wallet, sent: list[Message],
+    exactly_once: bool,
+) -> Effects:
+    """Write the value when the domain changed it; a duplicate's answer is sent again only if :func:`resends`."""
+    if new is not current:
+        return Effects((Write(table, key, dataclasses.replace(new, last_input=offset).to_json()),), outputs(sent))
+    return Effects(sends=outputs(sent) if resends(offset, current.last_input, exactly_once) else ())
 
 
 def customers(record: Incoming, read: Reader, now: datetime) -> Effects:

@@ -106,6 +106,8 @@ class SagaState:
     line_results: dict[str, str] = field(default_factory=dict)
     failed_lines: dict[str, tuple[int, int]] = field(default_factory=dict)
     payment: str | None = None
+    #: offset of the input record that last changed this saga: a duplicate at or before it is a redelivery
+    last_input: int = -1
 
     @property
     def is_terminal(self) -> bool:

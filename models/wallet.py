@@ -29,6 +29,8 @@ class Wallet:
     refunds: dict[str, Decimal] = field(default_factory=dict)
     declines: dict[str, str] = field(default_factory=dict)
     funded: tuple[str, ...] = ()
+    #: offset of the input record that last changed this wallet: a duplicate at or before it is a redelivery
+    last_input: int = -1
 
     def to_json(self) -> bytes:
         """The table value."""
@@ -40,6 +42,7 @@ class Wallet:
                 "refunds": {k: format_money(v) for k, v in self.refunds.items()},
                 "declines": self.declines,
                 "funded": list(self.funded),
+                "last_input": self.last_input,
             }
         )
 
@@ -54,6 +57,7 @@ class Wallet:
             refunds={k: parse_money(v) for k, v in body["refunds"].items()},
             declines=body["declines"],
             funded=tuple(body["funded"]),
+            last_input=body.get("last_input", -1),
         )
 
     def view(self) -> dict[str, Any]:

@@ -32,13 +32,13 @@ def drops_sends_on_duplicate(handler: Handler, table: str) -> Handler:
     return broken
 
 
-def saga_drops_sends_on_duplicate(policy: SagaPolicy) -> Handler:
-    return drops_sends_on_duplicate(handlers.saga(policy), SAGAS)
+def saga_drops_sends_on_duplicate(policy: SagaPolicy, exactly_once: bool) -> Handler:
+    return drops_sends_on_duplicate(handlers.saga(policy, exactly_once), SAGAS)
 
 
-def saga_keeps_late_payments(policy: SagaPolicy) -> Handler:
+def saga_keeps_late_payments(policy: SagaPolicy, exactly_once: bool) -> Handler:
     """A payment that comes after the saga ended is recorded but never refunded."""
-    real = handlers.saga(policy)
+    real = handlers.saga(policy, exactly_once)
 
     def broken(record: Incoming, read: Reader, now: datetime) -> Effects:
         effects = real(record, read, now)
@@ -48,8 +48,12 @@ def saga_keeps_late_payments(policy: SagaPolicy) -> Handler:
     return broken
 
 
-def stock_reserves_duplicates_again(record: Incoming, read: Reader, now: datetime) -> Effects:
+def stock_reserves_duplicates_again(exactly_once: bool) -> Handler:
     """A repeated ReserveStock holds the quantity a second time."""
+    return lambda record, read, now: _reserve_again(record, read, now, handlers.stock(exactly_once))
+
+
+def _reserve_again(record: Incoming, read: Reader, now: datetime, real: Handler) -> Effects:
     sku, message = handlers.owned_message(record)
     stored = read(STOCK, sku)
     if isinstance(message, ReserveStock) and stored is not None:
@@ -63,11 +67,15 @@ def stock_reserves_duplicates_again(record: Incoming, read: Reader, now: datetim
             )
             reply = StockReserved(order_id=message.order_id, sku=sku, quantity=message.quantity)
             return Effects((Write(STOCK, sku, again.to_json()),), (output(reply),))
-    return handlers.stock(record, read, now)
+    return real(record, read, now)
 
 
-def wallet_charges_duplicates_again(record: Incoming, read: Reader, now: datetime) -> Effects:
+def wallet_charges_duplicates_again(exactly_once: bool) -> Handler:
     """A repeated ChargeWallet takes the money a second time."""
+    return lambda record, read, now: _charge_again(record, read, now, handlers.wallet(exactly_once))
+
+
+def _charge_again(record: Incoming, read: Reader, now: datetime, real: Handler) -> Effects:
     customer_id, message = handlers.owned_message(record)
     stored = read(WALLETS, customer_id)
     if isinstance(message, ChargeWallet) and stored is not None:
@@ -81,12 +89,12 @@ def wallet_charges_duplicates_again(record: Incoming, read: Reader, now: datetim
             )
             reply = PaymentCharged(order_id=message.order_id, amount=message.amount)
             return Effects((Write(WALLETS, customer_id, again.to_json()),), (output(reply),))
-    return handlers.wallet(record, read, now)
+    return real(record, read, now)
 
 
-def saga_ignores_timeouts(policy: SagaPolicy) -> Handler:
+def saga_ignores_timeouts(policy: SagaPolicy, exactly_once: bool) -> Handler:
     """The timer's SagaTimeout is dropped: a saga with no answer waits forever."""
-    real = handlers.saga(policy)
+    real = handlers.saga(policy, exactly_once)
 
     def broken(record: Incoming, read: Reader, now: datetime) -> Effects:
         _, message = handlers.owned_message(record)
@@ -115,8 +123,8 @@ BROKEN: dict[str, Handlers] = {
     "drop-outputs-on-duplicate": dataclasses.replace(
         REAL,
         saga=saga_drops_sends_on_duplicate,
-        stock=drops_sends_on_duplicate(handlers.stock, STOCK),
-        wallet=drops_sends_on_duplicate(handlers.wallet, WALLETS),
+        stock=lambda eos: drops_sends_on_duplicate(handlers.stock(eos), STOCK),
+        wallet=lambda eos: drops_sends_on_duplicate(handlers.wallet(eos), WALLETS),
     ),
     "saga-drops-outputs-on-duplicate": dataclasses.replace(REAL, saga=saga_drops_sends_on_duplicate),
     "late-payment-not-refunded": dataclasses.replace(REAL, saga=saga_keeps_late_payments),
@@ -125,4 +133,6 @@ BROKEN: dict[str, Handlers] = {
     "saga-ignores-timeouts": dataclasses.replace(REAL, saga=saga_ignores_timeouts),
     "executor-writes-one-table": dataclasses.replace(REAL, executor=ExecutorWritingOneTable),
     "executor-drops-bad-messages": dataclasses.replace(REAL, executor=ExecutorDroppingBadMessages),
+    "sends-outside-the-transaction": dataclasses.replace(REAL, sends_in_transaction=False),
+    "tables-survive-an-abort": dataclasses.replace(REAL, drops_tables_after_abort=False),
 }

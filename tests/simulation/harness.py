@@ -44,10 +44,12 @@ def run_scenario(scenario: Scenario, impl: Handlers = REAL, trace: bool = False)
     return result, check(result)
 
 
-def run_seed(seed: int, orders: int, impl: Handlers = REAL, payment_mode: str | None = None) -> Outcome:
+def run_seed(
+    seed: int, orders: int, impl: Handlers = REAL, payment_mode: str | None = None, guarantee: str | None = None
+) -> Outcome:
     """Generate the seed's scenario, run it and check it."""
     started = time.perf_counter()
-    scenario = generate(seed, orders, payment_mode)
+    scenario = generate(seed, orders, payment_mode, guarantee)
     result, problems = run_scenario(scenario, impl)
     seconds = time.perf_counter() - started
     return Outcome(seed, tuple(problems), result.stats["deliveries"], seconds, scenario, result.stats, summary(result))

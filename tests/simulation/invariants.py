@@ -72,6 +72,7 @@ def _published(result: Result, problems: list[str]) -> dict[str, dict[str, list[
     """
     seen: dict[str, dict[str, Any]] = {}
     by_order: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    exactly_once = result.scenario.config.guarantee == "exactly_once"
     for topic in PUBLIC_TOPICS:
         for record in result.topics[topic].records():
             assert record.value is not None
@@ -83,6 +84,9 @@ def _published(result: Result, problems: list[str]) -> dict[str, dict[str, list[
             if first is not same:
                 if first != same:
                     problems.append(f"G4: event id {body['event_id']} was sent with two bodies: {first} and {same}")
+                elif exactly_once:
+                    problems.append(f"EOS: {body['event_type']} {body['event_id']} of {body.get('order_id')}"
+                                    f" was published twice")
                 continue
             if "order_id" in body:
                 by_order[body["order_id"]][body["event_type"]].append(body)
@@ -283,4 +287,11 @@ def summary(result: Result) -> dict[str, int]:
         saga = orjson.loads(value)
         counts[saga["status"] if saga["status"] != "FAILED" else saga["reason"]] += 1
     return dict(counts)
+
+
+def copies(result: Result) -> int:
+    """How many public records the application wrote that repeat an event id it had already written."""
+    ids = [orjson.loads(record.value or b"{}")["event_id"] for topic in PUBLIC_TOPICS
+           for record in result.topics[topic].records() if not record.note.startswith(("outside", "gateway"))]
+    return len(ids) - len(set(ids))
 

@@ -29,6 +29,7 @@ class Config:
     """The topology and the fault rates of one run; times are simulated seconds."""
 
     payment_mode: str = "internal"
+    guarantee: str = "at_least_once"  # or "exactly_once": Kafka transactions
     partitions: int = 4  # internal topics and changelogs
     public_partitions: int = 3  # public topics, written with another partitioner
     workers: int = 2
@@ -102,10 +103,12 @@ class Scenario:
         )
 
 
-def generate(seed: int, orders: int = 100, payment_mode: str | None = None) -> Scenario:
+def generate(seed: int, orders: int = 100, payment_mode: str | None = None, guarantee: str | None = None) -> Scenario:
     """A random but reproducible run: contended stock and wallets, resends, invalid orders, restocks."""
     rng = random.Random(f"scenario/{seed}")
     mode = payment_mode or ("external" if rng.random() < 0.3 else "internal")
+    # its own stream, so that adding the guarantee left every other choice of a seed as it was
+    guarantee = guarantee or random.Random(f"guarantee/{seed}").choice(["at_least_once", "exactly_once"])
     timeout = rng.choice([30.0, 60.0, 120.0, 300.0])
     step = rng.choice([0.005, 0.01, 0.02])  # a delivery takes 5-20 ms: hundreds of them between timer scans
     commit_interval = step * rng.choice([10, 50, 250])  # Faust commits every 2.8 s: a few hundred messages
@@ -123,6 +126,7 @@ def generate(seed: int, orders: int = 100, payment_mode: str | None = None) -> S
 
     config = Config(
         payment_mode=mode,
+        guarantee=guarantee,
         partitions=rng.choice([1, 2, 3, 4, 8]),
         public_partitions=rng.choice([1, 2, 3, 5]),
         workers=rng.randint(1, 3),

@@ -68,7 +68,7 @@ def public_partition(key: str, partitions: int) -> int:
 # --- the code under test ---------------------------------------------------------------------
 
 TimeoutsDue = Callable[
-    [list[tuple[str, bytes | None]], datetime, dict[str, datetime], timedelta], tuple[Effects, dict[str, datetime]]
+    [list[tuple[str, bytes]], datetime, dict[str, datetime], timedelta], tuple[Effects, dict[str, datetime]]
 ]
 
 
@@ -77,12 +77,17 @@ class Handlers:
     """The worker's handlers (``models.handlers``) and executor; a test may plug a broken one in."""
 
     ingress: Callable[[str, str], Handler] = handlers.ingress
-    saga: Callable[[SagaPolicy], Handler] = handlers.saga
-    stock: Handler = handlers.stock
-    wallet: Handler = handlers.wallet
+    saga: Callable[[SagaPolicy, bool], Handler] = handlers.saga
+    stock: Callable[[bool], Handler] = handlers.stock
+    wallet: Callable[[bool], Handler] = handlers.wallet
     customers: Handler = handlers.customers
     timeouts_due: TimeoutsDue = handlers.timeouts_due
     executor: type[Executor] = Executor
+    # what exactly_once rests on besides the handlers: each send joins the transaction of the record
+    # being processed (app/transactions.py), and a worker that stopped uncleanly drops its local
+    # tables for the committed changelogs (app/local_state.py); a test may switch either off
+    sends_in_transaction: bool = True
+    drops_tables_after_abort: bool = True
 
 
 REAL = Handlers()
@@ -178,6 +183,8 @@ class Task:
     position: int = 0
     committed: int = 0
     paused_until: float = 0.0
+    #: exactly_once: changelog writes and sends of the open transaction, made visible by the commit
+    pending: list[tuple[str, str, str, bytes | None, str]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -236,7 +243,10 @@ class SimTable:
         fault.spend()
         if fault.lose_tables:
             return
-        self.sim.changelogs[self.name].append(key, value, self.note)
+        if self.sim.exactly_once:  # RocksDB now, the changelog record with the transaction
+            self.task.pending.append(("changelog", self.name, key, value, self.note))
+        else:
+            self.sim.changelogs[self.name].append(key, value, self.note)
         self.sim.last_change = self.sim.now
         if value is None:
             self.task.tables[self.name].pop(key, None)
@@ -245,20 +255,24 @@ class SimTable:
 
 
 class SimOutbox:
-    """The producer under the executor: a send is appended to its topic, a dead letter recorded."""
+    """The producer under the executor: a send is appended to its topic, a dead letter recorded.
 
-    def __init__(self, sim: Simulation, note: str) -> None:
-        self.sim, self.note = sim, note
+    Under exactly_once a task's sends join its open transaction; the timer's have none to join.
+    """
+
+    def __init__(self, sim: Simulation, task: Task | None, note: str) -> None:
+        self.sim, self.task, self.note = sim, task, note
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
         self.sim.fault.spend()
         assert key is not None, "every record in the simulation has a key"
         if topic.endswith(".DLQ"):
-            reason = dict(headers)["failure.reason"].decode()
-            self.sim.dead_letters.append((topic.removesuffix(".DLQ"), key.decode(), reason))
-            return
-        assert value is not None
-        self.sim._write(topic, key.decode(), value, self.note, _raw_identity(value))
+            value = dict(headers)["failure.reason"]
+        if self.task is not None and self.sim.exactly_once and self.sim.impl.sends_in_transaction:
+            self.task.pending.append(("send", topic, key.decode(), value, self.note))
+        else:
+            assert value is not None
+            self.sim._publish(topic, key.decode(), value, self.note, exactly_once=False)
 
 
 class Simulation:
@@ -319,6 +333,7 @@ class Simulation:
             self._again(f"tick/{worker}", config.check_interval_s, "tick", worker)
             self._again(f"commit/{worker}", config.commit_interval_s, "commit", worker)
         self.seen: dict[tuple[str, str], int] = {}  # (task or sender, message identity) -> times
+        self.exactly_once = config.guarantee == "exactly_once"
         self.handlers = self._handlers()
         self.fault = no_fault()
         self.told: dict[int, dict[str, datetime]] = {worker: {} for worker in range(config.workers)}
@@ -369,6 +384,7 @@ class Simulation:
         """No input, answer or stalled consumer is still to come: whatever runs now only re-sends."""
         return (
             self.next_input >= len(self.inputs)
+            and not any(task.pending for task in self.tasks)
             and all(kind != "answer" for _, _, kind, _ in self.timed)
             and all(task.paused_until <= self.now or task.backlog() == 0 for task in self.tasks)
         )
@@ -379,8 +395,11 @@ class Simulation:
         if self.next_input < len(self.inputs):
             times.append(self.inputs[self.next_input].at)
         in_progress = any(task.tables[DEADLINES] for task in self.saga_tasks)
+        uncommitted = any(task.pending for task in self.tasks)
         for when, _, kind, _ in self.timed:
-            if kind in ("send", "answer") or (kind in ("tick", "commit") and in_progress):
+            if kind in ("send", "answer") or (kind in ("tick", "commit") and in_progress) or (
+                kind == "commit" and uncommitted
+            ):
                 times.append(when)
         return min(times) if times else None
 
@@ -455,14 +474,14 @@ class Simulation:
 
     def _handlers(self) -> dict[str, Callable[[Task], Handler]]:
         """Each agent's handler for a task, as the worker wires them (``app/composition.py``)."""
-        impl, mode = self.impl, self.config.payment_mode
+        impl, mode, eos = self.impl, self.config.payment_mode, self.exactly_once
         ingress = {topic: impl.ingress(topic, mode) for topic in INPUT_TOPICS}
-        saga = impl.saga(self.policy)
+        saga, stock, wallet = impl.saga(self.policy, eos), impl.stock(eos), impl.wallet(eos)
         return {
             "ingress": lambda task: ingress[task.topic.name],
             "saga": lambda task: saga,
-            "stock": lambda task: impl.stock,
-            "wallet": lambda task: impl.wallet,
+            "stock": lambda task: stock,
+            "wallet": lambda task: wallet,
             "customers": lambda task: impl.customers,
         }
 
@@ -537,12 +556,13 @@ class Simulation:
         elif self.config.crash_p and self._chance("crash", *crash) < self.config.crash_p:
             durable = int(self._chance("crash at", *crash) * (count + 1))
             # the flush sent the outputs, not the table write (Faust's producer buffer has no order)
-            self.fault = Fault(durable, count, lose_tables=self._chance("lose", *crash) < 0.25)
+            lose = not self.exactly_once and self._chance("lose", *crash) < 0.25  # a transaction is all or nothing
+            self.fault = Fault(durable, count, lose_tables=lose)
 
     def _execute(self, task: Task | None, note: str, worker: int, work: Callable[[Executor], Any]) -> bool:
         """Run the executor on this task's tables; False when the worker crashed on the way."""
         tables = {name: SimTable(self, task, name, note) for name in (task.tables if task is not None else ())}
-        executor = self.impl.executor(tables, SimOutbox(self, note), str, Backoff(), lambda: at_time(self.now),
+        executor = self.impl.executor(tables, SimOutbox(self, task, note), str, Backoff(), lambda: at_time(self.now),
                                       _no_sleep)
         try:
             run_now(work(executor))
@@ -558,12 +578,33 @@ class Simulation:
         return True
 
     def _commit(self, worker: int) -> None:
-        """Faust's commit: flush the producer (every write here is already durable), commit the offsets."""
+        """Faust's commit: flush the producer, commit the offsets; under exactly_once, commit each task's
+        transaction, which makes its changelog writes and sends visible together with its offset."""
         for task in self.tasks:
-            if task.worker == worker:
-                task.committed = task.position
+            if task.worker != worker:
+                continue
+            for kind, name, key, value, note in task.pending:
+                if kind == "changelog":
+                    self.changelogs[name].append(key, value, note)
+                else:
+                    assert value is not None
+                    self._publish(name, key, value, note, exactly_once=True)
+            task.pending.clear()
+            task.committed = task.position
 
     # --- durability and crashes ----------------------------------------------------------------
+
+    def _publish(self, topic: str, key: str, value: bytes, note: str, exactly_once: bool) -> None:
+        """An application's send becomes visible: a dead letter is recorded, a message written.
+
+        A transactional producer is idempotent: only a send outside a transaction may be written twice.
+        """
+        if topic.endswith(".DLQ"):
+            self.dead_letters.append((topic.removesuffix(".DLQ"), key, value.decode()))
+        elif exactly_once:
+            self.topics[topic].append(key, value, note)
+        else:
+            self._write(topic, key, value, note, _raw_identity(value))
 
     def _write(self, topic: str, key: str, value: bytes, note: str, identity: str) -> None:
         """A producer send; it may be written twice, at once or after a retry."""
@@ -589,6 +630,9 @@ class Simulation:
             if task.worker != worker:
                 continue
             task.position = task.committed
+            task.pending.clear()  # the open transaction is aborted
+            if self.exactly_once and not self.impl.drops_tables_after_abort:
+                continue  # RocksDB keeps writes whose transaction never committed
             for name in task.tables:
                 task.tables[name] = self._restore(name, task.partition)
             task.worker = self.rebalance.randrange(self.config.workers)  # a rebalance assigns it again

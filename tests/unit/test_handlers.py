@@ -24,8 +24,8 @@ def order(order_id: str = "o-1") -> OrderPlaced:
                        total_amount=Decimal("3.00"))
 
 
-def record(value: bytes, key: bytes | None, topic: str = "t") -> Incoming:
-    return Incoming(topic, 0, 7, key, value)
+def record(value: bytes, key: bytes | None, topic: str = "t", offset: int = 7) -> Incoming:
+    return Incoming(topic, 0, offset, key, value)
 
 
 def reader(tables: dict[tuple[str, str], bytes]) -> handlers.Reader:
@@ -41,7 +41,7 @@ def apply(tables: dict[tuple[str, str], bytes], effects: Effects) -> None:
 
 
 def test_a_new_saga_writes_its_state_and_its_deadline_then_sends_its_first_outputs() -> None:
-    effects = handlers.saga(POLICY)(record(order().encode(), b"o-1"), reader({}), NOW)
+    effects = handlers.saga(POLICY, False)(record(order().encode(), b"o-1"), reader({}), NOW)
     assert [(w.table, w.key) for w in effects.writes] == [(SAGAS, "o-1"), (DEADLINES, "o-1")]
     assert effects.writes[1].value == format_time(NOW + timedelta(minutes=5)).encode()
     assert Send(commands.STOCK, "A", ReserveStock(order_id="o-1", sku="A", quantity=2)) in effects.sends
@@ -50,7 +50,7 @@ def test_a_new_saga_writes_its_state_and_its_deadline_then_sends_its_first_outpu
 
 def test_an_ended_saga_leaves_the_deadline_index_and_a_duplicate_repairs_a_missing_delete() -> None:
     tables: dict[tuple[str, str], bytes] = {}
-    saga = handlers.saga(POLICY)
+    saga = handlers.saga(POLICY, False)
     apply(tables, saga(record(order().encode(), b"o-1"), reader(tables), NOW))
     refused = commands.StockRefused(order_id="o-1", sku="A", requested=2, available=0)
     ended = saga(record(refused.encode(), b"o-1"), reader(tables), NOW)
@@ -71,7 +71,7 @@ def test_an_ended_saga_leaves_the_deadline_index_and_a_duplicate_repairs_a_missi
 def test_an_internal_record_whose_key_is_not_its_owner_s_is_a_bad_message(key: bytes | None, reason: str) -> None:
     value = ReserveStock(order_id="o-1", sku="A", quantity=1).encode()
     with pytest.raises(BadMessage) as raised:
-        handlers.stock(record(value, key), reader({}), NOW)
+        handlers.stock(False)(record(value, key), reader({}), NOW)
     assert raised.value.reason == reason
 
 
@@ -83,13 +83,43 @@ def test_a_public_record_goes_by_its_body_whatever_its_key(key: bytes | None) ->
 
 def test_a_stock_reply_is_routed_to_the_saga_by_order_id() -> None:
     tables: dict[tuple[str, str], bytes] = {}
-    apply(tables, handlers.stock(record(b'{"event_id":"s1","event_type":"StockAdded","occurred_at":"'
+    apply(tables, handlers.stock(False)(record(b'{"event_id":"s1","event_type":"StockAdded","occurred_at":"'
                                         + format_time(NOW).encode() + b'","version":1,"sku":"A","quantity":5}', b"A"),
                                  reader(tables), NOW))
-    effects = handlers.stock(record(ReserveStock(order_id="o-1", sku="A", quantity=2).encode(), b"A"),
+    effects = handlers.stock(False)(record(ReserveStock(order_id="o-1", sku="A", quantity=2).encode(), b"A"),
                              reader(tables), NOW)
     assert [w.table for w in effects.writes] == [STOCK]
     assert effects.sends == (Send(commands.SAGA, "o-1", StockReserved(order_id="o-1", sku="A", quantity=2)),)
+
+
+@pytest.mark.parametrize(("exactly_once", "offset", "resent"), [
+    (False, 6, True), (False, 7, True),  # the record that changed the saga, or one before it: a redelivery
+    (False, 8, False),  # sent twice, at a later offset: the first sends were flushed before it was read
+    (True, 6, False), (True, 7, False), (True, 8, False),  # committed with the state: never again
+])
+def test_a_duplicate_re_sends_only_when_its_first_sends_may_have_been_lost(
+    exactly_once: bool, offset: int, resent: bool
+) -> None:
+    tables: dict[tuple[str, str], bytes] = {}
+    saga = handlers.saga(POLICY, exactly_once)
+    first = saga(record(order().encode(), b"o-1", offset=7), reader(tables), NOW)
+    apply(tables, first)
+    assert SagaState.from_json(tables[(SAGAS, "o-1")]).last_input == 7
+    again = saga(record(order().encode(), b"o-1", offset=offset), reader(tables), NOW)
+    assert again.writes == ()
+    assert (again.sends == first.sends) if resent else (again.sends == ())
+
+
+@pytest.mark.parametrize(("exactly_once", "offset", "resent"), [(False, 3, True), (False, 4, False), (True, 3, False)])
+def test_stock_answers_a_repeated_reservation_again_only_when_redelivered(
+    exactly_once: bool, offset: int, resent: bool
+) -> None:
+    tables = {(STOCK, "A"): b'{"sku":"A","available":5,"holds":{},"finished":{},"refusals":{},"added":[]}'}
+    reserve = ReserveStock(order_id="o-1", sku="A", quantity=2).encode()
+    first = handlers.stock(exactly_once)(record(reserve, b"A", offset=3), reader(tables), NOW)
+    apply(tables, first)
+    again = handlers.stock(exactly_once)(record(reserve, b"A", offset=offset), reader(tables), NOW)
+    assert again.writes == () and again.sends == (first.sends if resent else ())
 
 
 def test_customers_refuse_what_is_not_a_registration_without_retrying_it() -> None:

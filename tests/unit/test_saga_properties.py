@@ -9,6 +9,7 @@ its compensations undo exactly what was done, and the same input gives the same 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -194,7 +195,8 @@ def test_the_same_input_gives_the_same_outputs_and_ids(case: tuple[World, Run]) 
         again, out = transition(again, message, now, world.policy)
         replayed += out
         order_id = str(getattr(message, "order_id"))  # noqa: B009 - every saga message has one
-        effects = saga_effects(order_id, message, lambda table, key: tables.get((table, key)), now, world.policy)
+        effects = saga_effects(order_id, message, 0, lambda table, key: tables.get((table, key)), now, world.policy,
+                               exactly_once=False)  # every record a redelivery: duplicates re-send as transition does
         for write in effects.writes:  # the state as the tables keep it
             if write.value is None:
                 tables.pop((write.table, write.key), None)
@@ -202,8 +204,9 @@ def test_the_same_input_gives_the_same_outputs_and_ids(case: tuple[World, Run]) 
                 tables[(write.table, write.key)] = write.value
         through_tables += [send.message for send in effects.sends]
     stored = tables.get((SAGAS, run.state.order_id)) if run.state is not None else None
+    stored_state = dataclasses.replace(SagaState.from_json(stored), last_input=-1) if stored is not None else None
     assert replayed == run.sent and again == run.state
-    assert through_tables == run.sent and stored is not None and SagaState.from_json(stored) == run.state
+    assert through_tables == run.sent and stored_state == run.state
     bodies: dict[str, bytes] = {}
     for sent in run.sent:
         if isinstance(sent, Event):
