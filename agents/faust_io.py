@@ -5,6 +5,7 @@ from __future__ import annotations
 from faust.types import StreamT, TopicT
 
 from agents.executor import Executor, Headers
+from app.transactions import CommitGate
 from models.effects import Incoming
 from models.handlers import Handler
 
@@ -21,8 +22,13 @@ class TopicOutbox:
 
 
 async def consume(stream: StreamT, executor: Executor, handler: Handler) -> None:
-    """Every record of the stream, one at a time, through the handler and the executor."""
+    """Every record of the stream, one at a time, through the handler and the executor.
+
+    No commit falls inside a record's handling (``app.transactions.CommitGate``).
+    """
+    gate: CommitGate = stream.app.commit_gate  # type: ignore[attr-defined]  # app.faust_app.App has one
     async for event in stream.events():
         message = event.message
         record = Incoming(message.topic, message.partition, message.offset, message.key, message.value)
-        await executor.process(handler, record)
+        async with gate.message():
+            await executor.process(handler, record)

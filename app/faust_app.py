@@ -11,7 +11,7 @@ from aiohttp.web_runner import AppRunner
 from faust.types import TransportT
 from faust.web.drivers import aiohttp as faust_aiohttp
 
-from app.transactions import Transport
+from app.transactions import CommitGate, Transport
 from config.settings import Settings
 from tables.bulk_restore import Table
 
@@ -38,9 +38,13 @@ class App(faust.App):
     def __init__(self, settings: Settings, **options: Any) -> None:
         super().__init__(settings.group_id, **options)
         self.settings = settings
+        self.commit_gate = CommitGate()
 
     def _new_transport(self) -> TransportT:
         return Transport(self.conf.broker_consumer, self)
+
+    def _new_producer_transport(self) -> TransportT:
+        return Transport(self.conf.broker_producer, self)
 
     def _new_web(self) -> Web:
         return Web(self)

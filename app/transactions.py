@@ -13,12 +13,57 @@ join and goes out plainly: in a transaction nobody commits it would never be see
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
 
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, RecordMetadata
+from faust.transport.producer import ProducerBuffer
+from faust.types import TP, FutureMessage, RecordMetadata, TransportT
 from faust.types.tuples import HeadersArg
+
+
+class CommitGate:
+    """Keeps a transaction's end out of the middle of a message.
+
+    Faust commits on a timer, whatever the agents are doing. A commit between a message's table
+    writes and its sends would commit the change but leave the sends in the next transaction; a
+    crash before that one commits aborts them, and the redelivered message then finds its change
+    done and sends nothing. So a commit waits until no message is half done, and no message starts
+    while a commit runs.
+    """
+
+    def __init__(self) -> None:
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._open = asyncio.Event()
+        self._open.set()
+
+    @asynccontextmanager
+    async def message(self) -> AsyncIterator[None]:
+        """Around the whole handling of one message."""
+        await self._open.wait()
+        self._busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
+
+    @asynccontextmanager
+    async def commit(self) -> AsyncIterator[None]:
+        """Around a commit: new messages wait, the ones under way finish first."""
+        self._open.clear()
+        try:
+            await self._idle.wait()
+            yield
+        finally:
+            self._open.set()
 
 
 class SourceTransactionManager(TransactionManager):
@@ -52,12 +97,66 @@ class SourceTransactionManager(TransactionManager):
             topic, key, value, partition, timestamp, headers, transactional_id=transactional_id
         )
 
+    async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+        """Commit the transactions once no message is half done (see :class:`CommitGate`).
+
+        Table writes reach the producer through Faust's buffer, later than the message that made them;
+        a commit before the buffer is drained would leave a change that is done (its offset committed)
+        to the next transaction, which a crash aborts. Faust drains it before a plain offset commit,
+        not before a transactional one: so we do.
+        """
+        gate: CommitGate = self.app.commit_gate  # type: ignore[attr-defined]  # app.faust_app.App has one
+        async with gate.commit():
+            buffer: DrainableBuffer = self.producer.buffer  # type: ignore[assignment]  # our Producer's
+            await buffer.drained()
+            return await super().commit(offsets, start_new_transaction)
+
     def _changelog_topics(self) -> set[str]:
         """Names of the tables' changelog topics."""
         return {table.changelog_topic.get_topic_name() for table in self.app.tables.values()}
 
 
-class Transport(faust_aiokafka.Transport):
-    """Faust's Kafka transport with our transaction manager (which only matters under exactly_once)."""
+class DrainableBuffer(ProducerBuffer):
+    """Faust's producer buffer, which can also say when nothing is left in it or on its way out of it.
 
+    Faust's own ``flush`` returns once the queue is empty, while the last message taken from it may
+    still be on its way to the producer: a transaction committed then misses it.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._drained = asyncio.Event()
+        self._drained.set()
+
+    def put(self, fut: FutureMessage) -> None:
+        """Buffer a message (a table's changelog record)."""
+        self._drained.clear()
+        super().put(fut)
+
+    async def _send_pending(self, fut: FutureMessage) -> None:
+        try:
+            await super()._send_pending(fut)
+        finally:
+            if not self.size:
+                self._drained.set()
+
+    async def drained(self) -> None:
+        """Until every buffered message has been handed to the producer."""
+        await self._drained.wait()
+
+
+class Producer(faust_aiokafka.Producer):
+    """Faust's Kafka producer with a :class:`DrainableBuffer`."""
+
+    def __init__(self, transport: TransportT, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any) -> None:
+        super().__init__(transport, loop=loop, **kwargs)
+        buffer = DrainableBuffer(loop=self.loop, beacon=self.beacon)
+        buffer.app = self.app
+        self.buffer = buffer
+
+
+class Transport(faust_aiokafka.Transport):
+    """Faust's Kafka transport with our producer and transaction manager (exactly_once needs both)."""
+
+    Producer = Producer
     TransactionManager = SourceTransactionManager

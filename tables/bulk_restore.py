@@ -53,7 +53,14 @@ class Store(rocksdb.Store):
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
                            generation_id: int = 0) -> None:
-        """Assign as Faust does, then bring far-behind partitions of this table up to date."""
+        """Assign as Faust does, then bring far-behind partitions of this table up to date.
+
+        Under exactly_once a revoked partition's local data is dropped first: the transaction that
+        was open on it is aborted when its new owner fences it, but RocksDB keeps its writes, which
+        would be taken for committed if the partition came back here.
+        """
+        if self.app.in_transaction:
+            self._forget({tp for tp in revoked if tp.topic in self.table.changelog_topic.topics})
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         mine = {tp for tp in newly_assigned if tp.topic in self.table.changelog_topic.topics}
         if mine and self.settings.bulk_restore_min_records > 0:
@@ -106,6 +113,18 @@ class Store(rocksdb.Store):
         elapsed = max(time.monotonic() - started, 1e-6)
         log.info("restored %s: %d records in %.1f s (%.0f/s)", self.table.name, applied, elapsed, applied / elapsed)
         return applied
+
+    def _forget(self, tps: set[TP]) -> None:
+        """Delete every key of these partitions, their persisted offset included: they restore from scratch."""
+        for tp in tps:
+            db = self._dbs.get(tp.partition)
+            if db is None:
+                continue
+            batch = rocksdict.WriteBatch(raw_mode=True)
+            for key in db.keys():  # noqa: SIM118 - a raw-mode Rdict does not iterate over its keys
+                batch.delete(key)
+            db.write(batch)
+            log.info("dropped local %s partition %d: its open transaction was aborted", self.table.name, tp.partition)
 
     def _write(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> int:
         """One write batch for a partition's records, then its persisted offset."""
