@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,29 +12,17 @@ import pytest
 from devtools.kafka_local import LocalKafka
 from models import commands
 from models.commands import ChargeWallet, ReserveStock, StockReserved
-from models.events import (
-    MAX_ORDER_LINES,
-    FundsAdded,
-    OrderLine,
-    OrderPlaced,
-    StockAdded,
-    UserRegistered,
-    format_time,
-    utc_now,
-)
+from models.events import MAX_ORDER_LINES, FundsAdded, OrderLine, OrderPlaced, StockAdded, UserRegistered
+from support.scenario import ids
 from support.topics import Record, read_topic, setup_topics, wait_until, write_events, write_raw
 from support.worker import Worker, new_settings
 
 pytestmark = pytest.mark.integration
 
 
-def _ids() -> dict[str, str]:
-    return {"event_id": str(uuid.uuid4()), "occurred_at": format_time(utc_now())}
-
-
 def _order(order_id: str, lines: list[tuple[str, int]], customer_id: str = "big-cust") -> OrderPlaced:
     items = tuple(OrderLine(sku=sku, quantity=quantity, unit_price=Decimal("1.00")) for sku, quantity in lines)
-    return OrderPlaced(**_ids(), order_id=order_id, customer_id=customer_id, items=items,
+    return OrderPlaced(**ids(), order_id=order_id, customer_id=customer_id, items=items,
                        total_amount=Decimal(sum(quantity for _, quantity in lines)))
 
 
@@ -52,8 +39,8 @@ def test_records_with_no_key_or_an_odd_key_never_stop_an_agent(kafka: LocalKafka
     key picks the owner's partition, so a record with no key, a non-UTF-8 key or another key is dead-lettered."""
     settings = new_settings(kafka.bootstrap, tmp_path, "keys")
     setup_topics(settings)
-    write_events(settings, [StockAdded(**_ids(), sku="SKU-K", quantity=100),
-                            FundsAdded(**_ids(), customer_id="big-cust", amount=Decimal("100.00"))])
+    write_events(settings, [StockAdded(**ids(), sku="SKU-K", quantity=100),
+                            FundsAdded(**ids(), customer_id="big-cust", amount=Decimal("100.00"))])
     worker = Worker(settings, tmp_path / "worker.log").start()
     try:
         wait_until(lambda: worker.get("/inventory/SKU-K")[0] == 200, 60, "seed data")
@@ -61,13 +48,13 @@ def test_records_with_no_key_or_an_odd_key_never_stop_an_agent(kafka: LocalKafka
         write_raw(kafka.bootstrap, public, [(None, _order("no-key", [("SKU-K", 1)]).encode()),
                                             (b"\xff\xfe\xfd", _order("odd-key", [("SKU-K", 1)]).encode())])
         write_raw(kafka.bootstrap, settings.topic("user-events"), [
-            (None, UserRegistered(**_ids(), customer_id="k-user", name="Kay", email="kay@example.com").encode())])
+            (None, UserRegistered(**ids(), customer_id="k-user", name="Kay", email="kay@example.com").encode())])
         internal = {  # topic: (the body's key, the value)
             commands.SAGA: ("ghost", StockReserved(order_id="ghost", sku="SKU-K", quantity=1).encode()),
             commands.STOCK: ("SKU-K", ReserveStock(order_id="ghost", sku="SKU-K", quantity=5).encode()),
             commands.WALLET: ("big-cust", ChargeWallet(order_id="ghost", customer_id="big-cust",
                                                        amount=Decimal("5.00")).encode()),
-            commands.CUSTOMER: ("ghost", UserRegistered(**_ids(), customer_id="ghost", name="G",
+            commands.CUSTOMER: ("ghost", UserRegistered(**ids(), customer_id="ghost", name="G",
                                                         email="g@example.com").encode()),
         }
         for topic, (_, value) in internal.items():
@@ -98,8 +85,8 @@ def test_an_order_too_large_is_dead_lettered_and_the_largest_allowed_holds_up_no
     settings = new_settings(kafka.bootstrap, tmp_path, "big")
     setup_topics(settings)
     skus = [f"SKU-{n:03d}" for n in range(MAX_ORDER_LINES)]
-    write_events(settings, [*(StockAdded(**_ids(), sku=sku, quantity=10) for sku in skus),
-                            FundsAdded(**_ids(), customer_id="big-cust", amount=Decimal("10000.00"))])
+    write_events(settings, [*(StockAdded(**ids(), sku=sku, quantity=10) for sku in skus),
+                            FundsAdded(**ids(), customer_id="big-cust", amount=Decimal("10000.00"))])
     worker = Worker(settings, tmp_path / "worker.log").start()
     try:
         wait_until(lambda: worker.get(f"/inventory/{skus[-1]}")[0] == 200, 60, "seed data")

@@ -145,9 +145,9 @@ def terminal(records: list[Record]) -> dict[str, list[dict[str, Any]]]:
     return by_order
 
 
-def count_ended(bootstrap: str, order_topic: str) -> int:
-    """How many orders have an outcome on the order topic now."""
-    return len(terminal(read_topic(bootstrap, order_topic)))
+def count_ended(bootstrap: str, order_topic: str, isolation: str = "read_uncommitted") -> int:
+    """How many orders have an outcome on the order topic now (committed ones only, if asked)."""
+    return len(terminal(read_topic(bootstrap, order_topic, isolation)))
 
 
 def check_stock(worker: Worker, confirmed: list[OrderPlaced]) -> None:
