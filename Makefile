@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit sim lint bench profile clean
+.PHONY: install run test test-unit sim lint bench soak profile clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,6 +34,9 @@ sim: $(STAMP) ## Simulate the topology for many seeds, with a progress bar (SEED
 
 bench: $(STAMP) ## Throughput, latency and recovery beside a raw aiokafka ceiling (BENCH_ARGS=--orders 50000 ...)
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+soak: $(STAMP) ## Repeated kill -9 runs at scale; exits 1 if any order is left without an outcome (SOAK_ARGS=--runs 6 ...)
+	$(PY) bench/soak.py $(SOAK_ARGS)
 
 profile: $(STAMP) ## Where a worker's time goes on a backlog of orders, sampled by py-spy (PROFILE_ARGS=--orders 5000)
 	$(PY) bench/profile.py $(PROFILE_ARGS)
