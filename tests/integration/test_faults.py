@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from app.topic_names import all_topic_names
+from app.topic_names import all_topic_names, changelog_names
 from config.settings import Settings
 from devtools.kafka_local import LocalKafka, free_port
 from models.events import OrderPlaced
@@ -169,8 +169,25 @@ def _settle(bootstrap: str, settings: Settings, orders: list[OrderPlaced], what:
         missing = [o.order_id for o in orders if o.order_id not in ended]
         views = {oid: _view_or_error(worker, f"/orders/{oid}") for oid in missing[:5]} if worker else {}
         detail = views or missing[:5]
-        raise AssertionError(f"{timeout}: {len(missing)} orders without an outcome, e.g. {detail}") from None
+        trail = _trail(bootstrap, settings, missing[0]) if missing else ""
+        raise AssertionError(f"{timeout}: {len(missing)} orders without an outcome, e.g. {detail}\n"
+                             f"what every topic holds of {missing[:1]}:\n{trail}") from None
     wait_quiet(bootstrap, all_topic_names(settings), 60)
+
+
+def _trail(bootstrap: str, settings: Settings, order_id: str) -> str:
+    """Every record about one order on every topic, committed or not (aborted ones included), for a failure."""
+    names = [*all_topic_names(settings), *changelog_names(settings)]
+    lines = []
+    for topic in names:
+        committed = {(r.partition, r.offset) for r in read_topic(bootstrap, topic, "read_committed")}
+        for r in read_topic(bootstrap, topic):
+            if r.value is not None and order_id.encode() in r.value or r.key == order_id.encode():
+                body = r.body if r.value and r.value[:1] == b"{" else {}
+                kind = body.get("event_type") or body.get("kind") or body.get("status") or "?"
+                state = "committed" if (r.partition, r.offset) in committed else "NOT COMMITTED"
+                lines.append(f"  {topic}[{r.partition}]@{r.offset} {kind} {body.get('step', '')} {state}")
+    return "\n".join(lines)
 
 
 def _view_or_error(worker: Worker, path: str) -> Any:
