@@ -37,6 +37,7 @@ import orjson
 
 from agents.executor import Executor, Headers
 from agents.retry import Backoff
+from app.topic_names import INTERNAL_TOPICS
 from models import commands, handlers
 from models.effects import Effects, Incoming
 from models.events import BadMessage, Event, PaymentFailed, PaymentProcessed
@@ -45,7 +46,6 @@ from models.saga import SagaPolicy
 from models.topics import INPUT_TOPICS, PAYMENT_EVENTS, PUBLIC_TOPICS
 from simulation.scenario import DECLINE, NEVER, PAY, Scenario, at_time, format_time_at
 
-INTERNAL_TOPICS = (commands.SAGA, commands.STOCK, commands.WALLET, commands.CUSTOMER)
 #: agent name -> (the internal topic it reads, the tables it owns, the first being its state)
 OWNERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "saga": (commands.SAGA, (SAGAS, DEADLINES)),
