@@ -14,6 +14,7 @@ from faust.web.drivers import aiohttp as faust_aiohttp
 from app.transactions import CommitGate, Transport
 from config.settings import Settings
 from tables.bulk_restore import Table
+from tables.recovery import TableManager
 
 #: how long a stopping worker lets an open request finish (aiohttp's default is 60 s)
 WEB_SHUTDOWN_S = 3.0
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> App:
         broker=settings.broker,
         store="rocksdb://",
         Table=Table,
+        TableManager=TableManager,
         datadir=str(settings.data_dir / "worker"),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

@@ -24,6 +24,8 @@ from faust.transport.producer import ProducerBuffer
 from faust.types import TP, FutureMessage, RecordMetadata, TransportT
 from faust.types.tuples import HeadersArg
 
+from tables.recovery import Consumer
+
 
 class CommitGate:
     """Keeps a transaction's end out of the middle of a message.
@@ -156,7 +158,8 @@ class Producer(faust_aiokafka.Producer):
 
 
 class Transport(faust_aiokafka.Transport):
-    """Faust's Kafka transport with our producer and transaction manager (exactly_once needs both)."""
+    """Faust's Kafka transport with our consumer, producer and transaction manager."""
 
+    Consumer = Consumer
     Producer = Producer
     TransactionManager = SourceTransactionManager

@@ -1,0 +1,82 @@
+"""Recovery's end: the input partitions resume only once they are seeked to their committed offsets."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from faust.types import TP
+
+from app.composition import build
+from config.settings import Settings
+from tables.recovery import Recovery
+
+
+class RecordingConsumer:
+    """The calls recovery makes on the consumer, in order; the seek yields so a racing fetch could run."""
+
+    def __init__(self, assignment: set[TP]) -> None:
+        self.calls: list[Any] = []
+        self._assignment = assignment
+
+    def assignment(self) -> set[TP]:
+        return self._assignment
+
+    async def perform_seek(self) -> None:
+        self.calls.append("seek starts")
+        await asyncio.sleep(0)
+        self.calls.append("seek ends")
+
+    def resume_partitions(self, tps: set[TP]) -> None:
+        self.calls.append(("resume", frozenset(tps)))
+
+    def resume_flow(self) -> None:
+        self.calls.append("flow")
+
+
+def _recovery(app: Any) -> Recovery:
+    """The app's recovery, waiting on what it waits for without running as a service."""
+    recovery = app.tables.recovery
+    assert isinstance(recovery, Recovery)
+
+    async def wait(coro: Any, timeout: float | None = None) -> None:
+        await coro
+
+    recovery._wait = wait  # type: ignore[method-assign]
+    return recovery
+
+
+def test_the_input_partitions_resume_after_the_seek_and_the_changelogs_stay_paused(tmp_path: Path) -> None:
+    app = build(Settings(data_dir=tmp_path))
+    recovery = _recovery(app)
+    changelog = sorted(app.tables.changelog_topics)[0]
+    inputs = {TP("orders", 0), TP("orders", 1)}
+    consumer = RecordingConsumer({*inputs, TP(changelog, 0)})
+    app._consumer = consumer  # type: ignore[assignment]  # only what recovery calls
+
+    async def no_fetcher() -> None:
+        return None
+
+    app.__dict__["_fetcher"] = SimpleNamespace(maybe_start=no_fetcher)  # a cached property: the fetcher
+    asyncio.run(recovery._resume_streams(generation_id=app.consumer_generation_id))
+
+    assert consumer.calls == ["seek starts", "seek ends", ("resume", frozenset(inputs)), "flow"]
+    assert recovery.completed.is_set()
+
+
+def test_a_rebalance_during_the_seek_leaves_the_partitions_paused(tmp_path: Path) -> None:
+    app = build(Settings(data_dir=tmp_path))
+    consumer = RecordingConsumer({TP("orders", 0)})
+    app._consumer = consumer  # type: ignore[assignment]
+    generation = app.consumer_generation_id
+
+    async def seek_while_the_group_rebalances() -> None:
+        consumer.calls.append("seek")
+        app.consumer_generation_id = generation + 1
+
+    consumer.perform_seek = seek_while_the_group_rebalances  # type: ignore[method-assign]
+    asyncio.run(_recovery(app)._resume_streams(generation_id=generation))
+
+    assert consumer.calls == ["seek"]
