@@ -135,4 +135,5 @@ BROKEN: dict[str, Handlers] = {
     "executor-drops-bad-messages": dataclasses.replace(REAL, executor=ExecutorDroppingBadMessages),
     "sends-outside-the-transaction": dataclasses.replace(REAL, sends_in_transaction=False),
     "tables-survive-an-abort": dataclasses.replace(REAL, drops_tables_after_abort=False),
+    "zombies-not-fenced": dataclasses.replace(REAL, fences_zombies=False),
 }

@@ -41,12 +41,13 @@ class Config:
     dup_p: float = 0.03  # a producer send is written twice (now, or a little later)
     stall_p: float = 0.0  # a consumer stalls for up to two timeouts before a message
     jump_p: float = 0.0  # the clock jumps up to 1.5 timeouts (everything paused) before a message
+    zombie_p: float = 0.0  # exactly_once: a worker pauses past its session timeout before a message, comes back
     # stalls and jumps come while orders come in, and for two timeouts after
 
     def quiet(self) -> Config:
         """The same topology without any fault: for shrinking and for the fault-free baseline."""
         return dataclasses.replace(
-            self, crash_p=0.0, dup_p=0.0, stall_p=0.0, jump_p=0.0
+            self, crash_p=0.0, dup_p=0.0, stall_p=0.0, jump_p=0.0, zombie_p=0.0
         )
 
 
@@ -138,6 +139,7 @@ def generate(seed: int, orders: int = 100, payment_mode: str | None = None, guar
         dup_p=rng.choice([0.0, 0.02, 0.1]),
         stall_p=per_delivery(rng.choice([0, 2, 8])),
         jump_p=per_delivery(rng.choice([0, 1, 3])),
+        zombie_p=crash_p if guarantee == "exactly_once" else 0.0,  # no draw: every other choice stays
     )
     return Scenario(seed, config, tuple(_inputs(rng, orders, config, gap)))
 

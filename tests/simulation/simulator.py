@@ -28,7 +28,7 @@ import heapq
 import random
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -88,6 +88,7 @@ class Handlers:
     # tables for the committed changelogs (app/local_state.py); a test may switch either off
     sends_in_transaction: bool = True
     drops_tables_after_abort: bool = True
+    fences_zombies: bool = True  # the new owner's producer, with the same transactional id, fences the old
 
 
 REAL = Handlers()
@@ -341,7 +342,7 @@ class Simulation:
         self.dead_letters: list[tuple[str, str, str]] = []
         self.problems: list[str] = []
         self.stats = dict.fromkeys(
-            ("steps", "deliveries", "crashes", "duplicates", "stalls", "jumps", "timeouts_sent"), 0
+            ("steps", "deliveries", "crashes", "duplicates", "stalls", "jumps", "zombies", "timeouts_sent"), 0
         )
 
     # --- the scheduler -------------------------------------------------------------------------
@@ -464,6 +465,9 @@ class Simulation:
             return
         if self.now <= self.faults_until and self._stall_or_jump(task, identity):
             return
+        if self._zombie_strikes(task, identity):
+            self._zombie(task, record)
+            return
         self.stats["deliveries"] += 1
         incoming = Incoming(task.topic.name, task.partition, task.position, record.key.encode(), record.value)
         where = f"{task.name}@{task.position}"
@@ -527,6 +531,34 @@ class Simulation:
             self.now += jump
         return False
 
+    def _zombie_strikes(self, task: Task, identity: str) -> bool:
+        """Whether the task's worker pauses past its session timeout before this message."""
+        chance = self.config.zombie_p
+        return bool(chance) and self._chance("zombie", task.name, identity, self._count(f"zombie {task.name}",
+                                                                                          identity)) < chance
+
+    def _zombie(self, task: Task, record: Record) -> None:
+        """The group gives the paused worker's task to another worker, which starts over from the committed
+        offset and changelogs; the paused worker comes back, handles the message it had and commits.
+
+        Its transaction shares its id with the new owner's, whose producer fenced it: the commit fails and
+        nothing the zombie did is seen. Without fencing its writes and sends would be committed too.
+        """
+        self.stats["zombies"] += 1
+        zombie = replace(task, tables={name: dict(rows) for name, rows in task.tables.items()},
+                                     pending=list(task.pending))
+        self._log(f"ZOMBIE {task.name}: w{task.worker} paused past its session timeout")
+        self._reassign(task)
+        assert record.value is not None
+        incoming = Incoming(task.topic.name, zombie.partition, zombie.position, record.key.encode(), record.value)
+        handler = self.handlers[task.agent](zombie)
+        note = f"{task.name}@{zombie.position} zombie"
+        self._execute(zombie, note, zombie.worker, lambda executor: executor.process(handler, incoming))
+        if self.impl.fences_zombies:
+            self._log(f"{note}: fenced, its transaction aborted")
+        else:
+            self._commit_task(zombie)
+
     def _tick(self, worker: int) -> None:
         """The worker's timer: the real overdue decision on its own saga partitions, applied by the executor."""
         index = [item for task in self.saga_tasks if task.worker == worker for item in task.tables[DEADLINES].items()]
@@ -581,16 +613,19 @@ class Simulation:
         """Faust's commit: flush the producer, commit the offsets; under exactly_once, commit each task's
         transaction, which makes its changelog writes and sends visible together with its offset."""
         for task in self.tasks:
-            if task.worker != worker:
-                continue
-            for kind, name, key, value, note in task.pending:
-                if kind == "changelog":
-                    self.changelogs[name].append(key, value, note)
-                else:
-                    assert value is not None
-                    self._publish(name, key, value, note, exactly_once=True)
-            task.pending.clear()
-            task.committed = task.position
+            if task.worker == worker:
+                self._commit_task(task)
+
+    def _commit_task(self, task: Task) -> None:
+        """One task's part of a commit: its transaction's writes and sends, then its offset."""
+        for kind, name, key, value, note in task.pending:
+            if kind == "changelog":
+                self.changelogs[name].append(key, value, note)
+            else:
+                assert value is not None
+                self._publish(name, key, value, note, exactly_once=True)
+        task.pending.clear()
+        task.committed = task.position
 
     # --- durability and crashes ----------------------------------------------------------------
 
@@ -627,15 +662,18 @@ class Simulation:
         self._log(f"CRASH w{worker} {why}")
         self.told[worker] = {}  # the timer's memory dies with the process
         for task in self.app_tasks:
-            if task.worker != worker:
-                continue
-            task.position = task.committed
-            task.pending.clear()  # the open transaction is aborted
-            if self.exactly_once and not self.impl.drops_tables_after_abort:
-                continue  # RocksDB keeps writes whose transaction never committed
-            for name in task.tables:
-                task.tables[name] = self._restore(name, task.partition)
-            task.worker = self.rebalance.randrange(self.config.workers)  # a rebalance assigns it again
+            if task.worker == worker:
+                self._reassign(task)
+
+    def _reassign(self, task: Task) -> None:
+        """A task whose worker is gone: from its committed offset, tables from the changelogs, on any worker."""
+        task.position = task.committed
+        task.pending.clear()  # the open transaction is aborted
+        if self.exactly_once and not self.impl.drops_tables_after_abort:
+            return  # RocksDB keeps writes whose transaction never committed
+        for name in task.tables:
+            task.tables[name] = self._restore(name, task.partition)
+        task.worker = self.rebalance.randrange(self.config.workers)  # a rebalance assigns it again
 
     def _restore(self, table: str, partition: int) -> dict[str, bytes]:
         restored: dict[str, bytes] = {}

@@ -31,6 +31,7 @@ CASES = [
     ("executor-drops-bad-messages", None, None, {"DLQ"}, 5),
     ("sends-outside-the-transaction", None, EOS, {"EOS"}, 10),
     ("tables-survive-an-abort", None, EOS, {"G1", "G2", "G3", "G5"}, 20),
+    ("zombies-not-fenced", None, EOS, {"EOS", "G2", "G3"}, 20),
 ]
 
 

@@ -36,7 +36,7 @@ def test_fixed_seeds_keep_every_guarantee() -> None:
         faults.update(outcome.stats)
         endings.update(outcome.endings)
     # not vacuous: every kind of fault struck and every ending was reached
-    for fault in ("crashes", "duplicates", "stalls", "jumps", "timeouts_sent"):
+    for fault in ("crashes", "duplicates", "stalls", "jumps", "zombies", "timeouts_sent"):
         assert faults[fault] > 0, f"no {fault} in {SEEDS} seeds"
     crashed = Counter(outcome.scenario.config.guarantee for outcome in outcomes if outcome.stats["crashes"])
     assert crashed["at_least_once"] > 0 and crashed["exactly_once"] > 0, f"crashes under each guarantee: {crashed}"
