@@ -1,18 +1,19 @@
-"""Table recovery that seeks the input partitions to their committed offsets before it resumes them.
+"""How a worker takes up its partitions after a rebalance or restart: three mends to faust-streaming 0.15.3.
 
-faust-streaming 0.15.3 ends a recovery by resuming the input partitions and only then seeking them to
-their committed offsets. The fetcher is already running (it read the changelogs), so the agents get
-records while the seek is under way, and the commit timer commits some of them. The seek then moves
-the position back under the records being processed; the read offset of the last record handed over
-lands past records that were fetched but never processed, which Faust counts as a gap in the offsets
-and commits. Those inputs are lost for good: sagas never created, or left waiting for a reply that
-nobody will process. It happens after any rebalance or restart, under either guarantee, more often
-the shorter the commit interval. Seeking while the partitions are still paused leaves nothing to race.
+- Faust ends a recovery by resuming the input partitions and only then seeking them to their committed
+  offsets. The fetcher is already running (it read the changelogs), so agents process records, and the
+  commit timer commits, while the seek is under way; the read offset then lands past records fetched
+  but never processed, which Faust counts as a gap and commits. Inputs were lost for good (sagas never
+  created, or waiting for a reply nobody would process), under either guarantee. We seek first.
+- A new assignment is paused only after a few awaits; we pause it at once.
+- Under exactly_once the end of a changelog partition is read from the last fetch response, which a
+  partition just assigned has not had: we ask the broker.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import cast
 
 from faust.tables import TableManager as FaustTableManager
@@ -83,12 +84,29 @@ class TableManager(FaustTableManager):
         return cast(Recovery, self._recovery)
 
 
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, asking the broker where each partition ends.
+
+    Under exactly_once Faust answers with the last stable offset of the last fetch response, which a
+    partition just assigned has not had yet: recovery then takes its changelog for empty. With data kept
+    locally that crashed the worker ("persisted offset ... higher than ... highwater (327 > -1)"), and a
+    store left behind the changelog would be taken as recovered. A ListOffsets request answers for the
+    consumer's isolation level: the last stable offset under read_committed, the high watermark otherwise.
+    """
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        return cast(Mapping[TP, int], await self._ensure_consumer().end_offsets(partitions))
+
+
 class Consumer(faust_aiokafka.Consumer):
     """Faust's consumer, with a new assignment paused from its first moment until recovery resumes it.
 
     Faust pauses the partitions of a new assignment only after a few awaits; a worker's first records
     could be handed to the agents in between, before its tables are recovered and its inputs seeked.
     """
+
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         """Pause everything assigned, then let Faust and the recovery resume what each needs."""

@@ -11,7 +11,7 @@ from faust.types import TP
 
 from app.composition import build
 from config.settings import Settings
-from tables.recovery import Recovery
+from tables.recovery import ConsumerThread, Recovery
 
 
 class RecordingConsumer:
@@ -80,3 +80,22 @@ def test_a_rebalance_during_the_seek_leaves_the_partitions_paused(tmp_path: Path
     asyncio.run(_recovery(app)._resume_streams(generation_id=generation))
 
     assert consumer.calls == ["seek"]
+
+
+class CachedOnlyConsumer:
+    """An aiokafka consumer right after an assignment: no fetch response yet, so no cached stable offset."""
+
+    def last_stable_offset(self, tp: TP) -> int | None:
+        return None
+
+    async def end_offsets(self, partitions: list[TP]) -> dict[TP, int]:
+        return {tp: 328 for tp in partitions}
+
+
+def test_the_end_of_a_changelog_comes_from_the_broker_under_exactly_once_too() -> None:
+    thread = ConsumerThread.__new__(ConsumerThread)  # no thread: only the question it asks
+    thread._consumer = CachedOnlyConsumer()  # type: ignore[assignment]
+    thread.consumer = SimpleNamespace(in_transaction=True)  # type: ignore[assignment]
+    changelog = TP("app-sagas-changelog", 2)
+
+    assert asyncio.run(thread._highwaters([changelog])) == {changelog: 328}
