@@ -13,7 +13,7 @@ import pytest
 from config.settings import Settings
 from devtools.kafka_local import LocalKafka
 from models.events import FundsAdded, OrderLine, OrderPlaced, StockAdded, UserRegistered, format_time, utc_now
-from support.topics import read_topic, setup_topics, wait_until, write_events, write_raw
+from support.topics import read_topic, setup_topics, wait_quiet, wait_until, write_events, write_raw
 from support.worker import Worker, new_settings
 
 pytestmark = pytest.mark.e2e
@@ -72,6 +72,8 @@ def test_post_with_chosen_order_id_out_of_stock(running: tuple[Settings, Worker]
 
 def test_bad_bodies_get_every_error_and_write_nothing(kafka: LocalKafka, running: tuple[Settings, Worker]) -> None:
     settings, worker = running
+    # the earlier tests' outcomes become visible with their transaction's commit: let them land first
+    wait_quiet(kafka.bootstrap, [settings.topic("order-events")], 30, every=1.0)
     before = len(read_topic(kafka.bootstrap, settings.topic("order-events")))
     status, body = worker.post("/orders", b"{broken")
     assert (status, body) == (400, {"errors": ["body is not JSON"]})

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from config.settings import Settings
 from models.events import (
     Event,
     FundsAdded,
@@ -145,8 +146,24 @@ def terminal(records: list[Record]) -> dict[str, list[dict[str, Any]]]:
     return by_order
 
 
-def count_ended(bootstrap: str, order_topic: str, isolation: str = "read_uncommitted") -> int:
-    """How many orders have an outcome on the order topic now (committed ones only, if asked)."""
+#: the public topics, and the event types outside producers write there (everything else is the app's)
+PUBLIC = ("order-events", "inventory-events", "payment-events", "user-events", "saga-events")
+INPUTS = ("OrderPlaced", "StockAdded", "FundsAdded", "UserRegistered")
+
+
+def copies(bootstrap: str, settings: Settings, isolation: str = "read_committed") -> Counter[str]:
+    """Per event type, how many of the application's public events repeat an event id (re-sent copies)."""
+    seen = Counter((r.body.get("event_type"), r.body.get("event_id"))
+                   for topic in PUBLIC for r in read_topic(bootstrap, settings.topic(topic), isolation)
+                   if r.body.get("event_type") not in INPUTS)
+    repeated: Counter[str] = Counter()
+    for (kind, _), n in seen.items():
+        repeated[str(kind)] += n - 1
+    return +repeated
+
+
+def count_ended(bootstrap: str, order_topic: str, isolation: str = "read_committed") -> int:
+    """How many orders have an outcome on the order topic now, as a read_committed consumer sees it."""
     return len(terminal(read_topic(bootstrap, order_topic, isolation)))
 
 

@@ -62,8 +62,9 @@ def write_raw(
     asyncio.run(run())
 
 
-def read_topic(bootstrap: str, topic: str, isolation: str = "read_uncommitted") -> list[Record]:
-    """Every message now in the topic, all partitions, from the beginning (committed ones only if asked)."""
+def read_topic(bootstrap: str, topic: str, isolation: str = "read_committed") -> list[Record]:
+    """Every message now in the topic, all partitions, from the beginning: as a consumer of the app's output
+    reads it (committed transactions only; the same as read_uncommitted for writes outside transactions)."""
 
     async def run() -> list[Record]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
