@@ -8,7 +8,7 @@ sagas' views and the group's lag per partition under --keep-dir. Exits 1 if any 
 
 example:
   .venv/bin/python bench/soak.py --runs 6 --orders 3000
-  .venv/bin/python bench/soak.py --runs 3 --workers 2 --guarantee exactly_once --keep-dir /tmp/soak
+  .venv/bin/python bench/soak.py --runs 3 --workers 2 --guarantees exactly_once --keep-dir /tmp/soak
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from app.topic_names import all_topic_names  # noqa: E402
-from config.settings import Settings  # noqa: E402
+from config.settings import GUARANTEES, Settings  # noqa: E402
 from devtools.kafka_local import BrokerConfig, LocalKafka, free_port  # noqa: E402
 from support.scenario import RICH_FUNDS, Mix, build_orders, seed, terminal, wait_for_seed  # noqa: E402
 from support.topics import read_topic, setup_topics, wait_quiet, write_events  # noqa: E402
@@ -51,6 +51,7 @@ class Run:
     """What one run measured."""
 
     number: int
+    guarantee: str
     orders: int
     delay: float | None = None  # restart delay used
     killed_at: int = 0
@@ -149,7 +150,8 @@ def diagnose(run: Run, settings: Settings, workers: list[Worker], keep: Path) ->
 def one_run(number: int, args: argparse.Namespace, bootstrap: str, root: Path) -> Run:
     """Seed, load, kill at half, restart after the delay, wait for every outcome, count copies."""
     name = f"soak{number}-{int(time.time())}"
-    settings = new_settings(bootstrap, root, name, processing_guarantee=args.guarantee, partitions=args.partitions,
+    guarantee = args.guarantees[(number - 1) % len(args.guarantees)]
+    settings = new_settings(bootstrap, root, name, processing_guarantee=guarantee, partitions=args.partitions,
                             saga_timeout_s=args.saga_timeout, session_timeout_s=args.session_timeout,
                             log_level="info")
     run_dir = root / name
@@ -165,7 +167,7 @@ def one_run(number: int, args: argparse.Namespace, bootstrap: str, root: Path) -
         spend[o.customer_id] += o.total_amount if expected.get(o.order_id) == "CONFIRMED" else 0
     if max(spend.values()) > RICH_FUNDS - 100:
         raise SystemExit(f"--orders {args.orders} is too many for the scenario's funds: outcomes would not be exact")
-    run = Run(number, len(orders))
+    run = Run(number, guarantee, len(orders))
     victim = workers[0]
     try:
         setup_topics(settings)
@@ -235,16 +237,25 @@ def one_run(number: int, args: argparse.Namespace, bootstrap: str, root: Path) -
 
 def summary(runs: list[Run]) -> str:
     """One line per run."""
-    head = ("run", "delay", "orders", "kill@", "ended", "stuck", "copies", "orders×2+", "extra ids", "wrong",
-            "ready s", "done s", "log markers")
+    head = ("run", "guarantee", "delay", "orders", "kill@", "ended", "stuck", "copies", "orders×2+", "extra ids",
+            "wrong", "ready s", "done s", "log markers")
     rows: list[tuple[str, ...]] = [head]
     for r in runs:
-        cells = (r.number, r.delay, r.orders, r.killed_at, r.ended, len(r.stuck), r.copies, r.copied_orders,
-                 r.extra_ids, r.wrong, r.restart_ready_s, r.restart_to_done_s)
+        cells = (r.number, r.guarantee, r.delay, r.orders, r.killed_at, r.ended, len(r.stuck), r.copies,
+                 r.copied_orders, r.extra_ids, r.wrong, r.restart_ready_s, r.restart_to_done_s)
         markers = ", ".join(f"{k}:{v}" for k, v in sorted(r.markers.items())) or "-"
         rows.append(tuple("-" if cell is None else str(cell) for cell in cells) + (markers,))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
+
+
+def _guarantees(text: str) -> list[str]:
+    """``--guarantees``: a comma-separated list of processing guarantees."""
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    wrong = [part for part in chosen if part not in GUARANTEES]
+    if wrong or not chosen:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(GUARANTEES)}, not {text!r}")
+    return chosen
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -252,7 +263,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--orders", type=int, default=3000, help="orders per run (scenario mix, exact outcomes)")
-    parser.add_argument("--guarantee", choices=("at_least_once", "exactly_once"), default="at_least_once")
+    parser.add_argument("--guarantees", type=_guarantees, default=list(GUARANTEES),
+                        help="comma-separated; the runs take them in turn (default: both)")
     parser.add_argument("--workers", type=int, choices=(1, 2), default=1, help="2: a group of two, the first killed")
     parser.add_argument("--restart-delay", type=lambda text: [float(d) for d in text.split(",")], default=[10.0],
                         help="seconds; negative: never restart; a list (4,6,8) cycles over the runs")
@@ -277,18 +289,20 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="soak-", dir=args.work_dir) as tmp:
         root = Path(tmp)
-        say(f"starting Kafka; {args.runs} runs of {args.orders} orders, {args.guarantee}, {args.workers} worker(s)")
+        say(f"starting Kafka; {args.runs} runs of {args.orders} orders, {'/'.join(args.guarantees)}, "
+            f"{args.workers} worker(s)")
         config = BrokerConfig(port=free_port(), controller_port=free_port(), data_dir=root / "kafka", heap=args.heap)
         with LocalKafka(config) as kafka:
             for number in range(1, args.runs + 1):
                 started = time.monotonic()
                 run = one_run(number, args, kafka.bootstrap, root)
                 runs.append(run)
-                print(f"[soak] run {number}/{args.runs}: {run.ended}/{run.orders} ended, {len(run.stuck)} stuck, "
-                      f"kill at {run.killed_at}, {run.copies} copies ({run.extra_ids} extra ids, {run.wrong} wrong), "
+                print(f"[soak] run {number}/{args.runs} ({run.guarantee}): {run.ended}/{run.orders} ended, "
+                      f"{len(run.stuck)} stuck, kill at {run.killed_at}, {run.copies} copies "
+                      f"({run.extra_ids} extra ids, {run.wrong} wrong), "
                       f"ready {run.restart_ready_s} s / done {run.restart_to_done_s} s after the restart, "
                       f"{dict(run.markers)}, {time.monotonic() - started:.0f} s", flush=True)
-    print(f"\n{args.guarantee}, {args.workers} worker(s), restart after {args.restart_delay} s, "
+    print(f"\n{args.workers} worker(s), restart after {args.restart_delay} s, "
           f"saga timeout {args.saga_timeout} s\n{summary(runs)}")
     return 1 if any(r.stuck for r in runs) else 0
 
