@@ -147,6 +147,10 @@ class DrainableBuffer(ProducerBuffer):
         await self._drained.wait()
 
 
+#: aiokafka's default is 100
+TRANSACTIONAL_RETRY_BACKOFF_MS = 10
+
+
 class Producer(faust_aiokafka.Producer):
     """Faust's Kafka producer with a :class:`DrainableBuffer`, committing its transactions side by side."""
 
@@ -155,6 +159,19 @@ class Producer(faust_aiokafka.Producer):
         buffer = DrainableBuffer(loop=self.loop, beacon=self.beacon)
         buffer.app = self.app
         self.buffer = buffer
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        """Faust's idempotent, acks=all settings under exactly_once, and a short retry backoff.
+
+        A Kafka 4 broker verifies that a transactional write's partition is in the open transaction; right
+        after a commit the coordinator may still be writing markers, and the write fails with a retriable
+        NOT_ENOUGH_REPLICAS (aiokafka#1172, KAFKA-14904). aiokafka then waits 100 ms before it retries: with
+        a commit every 100 ms that held up most transactions' first writes.
+        """
+        extra = dict(super()._settings_extra())
+        if self.app.in_transaction:
+            extra["retry_backoff_ms"] = TRANSACTIONAL_RETRY_BACKOFF_MS
+        return extra
 
     async def commit_transactions(
         self, tid_to_offset_map: Mapping[str, Mapping[TP, int]], group_id: str, start_new_transaction: bool = True
