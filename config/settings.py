@@ -31,7 +31,7 @@ class Settings:
     web_port: int = 6066
     web_bind: str = ""
     payment_mode: str = "internal"
-    processing_guarantee: str = "at_least_once"
+    processing_guarantee: str = "exactly_once"
     session_timeout_s: float = 15.0
     producer_linger_ms: float = 5.0
     commit_interval_s: float = 1.0

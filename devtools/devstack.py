@@ -92,7 +92,7 @@ def banner(settings: Settings) -> str:
                curl {web}/wallets/customer-1
                curl {web}/customers/customer-1
                curl -XPOST {web}/orders -d '{ORDER_BODY}'
-               curl '{web}/orders/<order_id>?wait=5'
+               curl '{web}/orders/<order_id>?wait=10'
   With kcat:   kcat -b {broker} -C -t {settings.topic('order-events')} -f '%k %s\\n'
                kcat -b {broker} -C -t {settings.topic('saga-events')} -f '%k %s\\n'
                echo 'order-42|{ORDER_EVENT}' \\

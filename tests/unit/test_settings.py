@@ -20,7 +20,7 @@ DEFAULTS = {
     "web_port": 6066,
     "web_bind": "",
     "payment_mode": "internal",
-    "processing_guarantee": "at_least_once",
+    "processing_guarantee": "exactly_once",
         "session_timeout_s": 15.0,
         "producer_linger_ms": 5.0,
         "commit_interval_s": 1.0,
@@ -79,7 +79,8 @@ def test_every_kind_of_value_is_parsed() -> None:
             web_port="7000",
             web_bind="0.0.0.0",
             payment_mode="external",
-            processing_guarantee="exactly_once",
+            processing_guarantee="at_least_once",
+            commit_interval_s="0.25",
             saga_timeout_s="2.5",
             timeout_check_interval_s="0.25",
             retry_attempts="5",
@@ -97,7 +98,8 @@ def test_every_kind_of_value_is_parsed() -> None:
     assert settings.web_port == 7000
     assert settings.web_bind == "0.0.0.0"
     assert settings.payment_mode == "external"
-    assert settings.processing_guarantee == "exactly_once"
+    assert settings.processing_guarantee == "at_least_once"
+    assert settings.commit_interval_s == 0.25
     assert settings.saga_timeout_s == 2.5 and type(settings.saga_timeout_s) is float
     assert settings.timeout_check_interval_s == 0.25
     assert settings.retry_attempts == 5
