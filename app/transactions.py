@@ -194,6 +194,11 @@ class Producer(faust_aiokafka.Producer):
             if producer is None:
                 self.log.warning("Commit invoked for unknown transaction %s", transactional_id)
                 return
+            if not producer._txn_manager.is_in_transaction():  # aiokafka keeps the state there
+                # Faust's last commit before a stop ends the transactions without starting new ones; a
+                # timer commit after it has nothing it may commit (nothing could be sent outside one)
+                self.log.info("Transaction %s has ended; its offsets are left to the next owner", transactional_id)
+                return
             await producer.send_offsets_to_transaction(offsets, group_id)
             await producer.commit_transaction()
             if start_new_transaction:

@@ -120,6 +120,8 @@ def test_bad_input_goes_to_dead_letters_and_good_orders_complete(kafka: LocalKaf
         assert worker.get("/customers/dlq-cust")[1]["name"] == "Zoë 李 Ñandú"
         assert worker.get("/customers/u-bad")[0] == 404
         assert worker.get("/wallets/dlq-cust")[1]["balance"] == "960.00"
+        # a completed saga's commit of its hold reaches the stock agent with the saga's transaction
+        wait_until(lambda: worker.get("/inventory/SKU-DLQ")[1]["reserved"] == 0, 30, "holds to be committed")
         assert worker.get("/inventory/SKU-DLQ")[1] == {"sku": "SKU-DLQ", "available": 960, "reserved": 0}
     finally:
         worker.stop()
