@@ -39,8 +39,8 @@ def _bodies(kafka: LocalKafka, topic: str, event_type: str) -> dict[str, list[di
 
 
 def test_gateway_answers_declines_stays_silent_and_answers_late(kafka: LocalKafka, tmp_path: Path) -> None:
-    # the timeout outlasts a restart with the tables wiped (17 s here under exactly_once, whose recovery
-    # waits for the changelogs' last transaction markers), so only the silent orders time out
+    # the timeout outlasts a restart with the tables wiped (it took up to 17 s here under exactly_once),
+    # so only the silent orders time out
     settings = new_settings(kafka.bootstrap, tmp_path, "extpay", payment_mode="external",
                             saga_timeout_s=45.0, timeout_check_interval_s=1.0)
     setup_topics(settings)
