@@ -8,8 +8,6 @@
 - A new assignment is paused only after a few awaits; we pause it at once.
 - Under exactly_once the end of a changelog partition is read from the last fetch response, which a
   partition just assigned has not had: we ask the broker.
-- Under exactly_once a changelog ends with a transaction marker, never delivered as a record; Faust waits
-  for it for two 5 s spells of silence before it ends the recovery. We look twice a second.
 """
 
 from __future__ import annotations
@@ -22,51 +20,10 @@ from faust.tables import TableManager as FaustTableManager
 from faust.tables.recovery import Recovery as FaustRecovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
-from mode import Service
-
-#: how often the recovery looks for changelogs read up to a final transaction marker
-MARKER_CHECK_S = 0.5
 
 
 class Recovery(FaustRecovery):
     """Faust's recovery, with the seek to committed offsets before the input partitions resume."""
-
-    @Service.task
-    async def _notice_a_changelog_that_ends_with_a_marker(self) -> None:
-        """Under exactly_once, end a recovery whose changelogs were read up to their final transaction marker.
-
-        The marker takes the last offset but is never delivered as a record, so Faust's reader waits for it
-        and gives up only after two 5 s spells of an empty queue. This checks twice a second, with the same
-        conditions: nothing left in the queue twice in a row, and the consumer's position at the end.
-        """
-        quiet = 0
-        while not self.should_stop:
-            await self.sleep(MARKER_CHECK_S)
-            behind = self._behind_only_by_markers() if self.app.in_transaction and self.in_recovery else None
-            quiet = quiet + 1 if behind and self.tables.changelog_queue.empty() else 0
-            if behind and quiet >= 2 and await self._read_to_the_end(behind):
-                for tp, highwater in behind.items():
-                    self.log.info("Changelog %s read up to its last transaction marker (offset %s)", tp, highwater)
-                    self.active_offsets[tp] = highwater
-                if self.in_recovery and not self.need_recovery():
-                    self.flush_buffers()
-                    self._set_recovery_ended()
-                    self.signal_recovery_end.set()
-                quiet = 0
-
-    def _behind_only_by_markers(self) -> dict[TP, int]:
-        """Active changelog partitions whose applied offset is short of the end Faust waits for."""
-        offsets = self.active_offsets
-        return {tp: highwater for tp, highwater in self.active_highwaters.items()
-                if highwater is not None and offsets.get(tp) is not None and offsets[tp] < highwater}
-
-    async def _read_to_the_end(self, behind: Mapping[TP, int]) -> bool:
-        """Whether the consumer has fetched each of these partitions up to its end."""
-        for tp, highwater in behind.items():
-            position = await self.app.consumer.position(tp)
-            if position is None or position <= highwater:  # past the marker at the last offset
-                return False
-        return True
 
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         """The end of a recovery that read changelogs: tables told, inputs seeked, then resumed."""

@@ -99,30 +99,3 @@ def test_the_end_of_a_changelog_comes_from_the_broker_under_exactly_once_too() -
     changelog = TP("app-sagas-changelog", 2)
 
     assert asyncio.run(thread._highwaters([changelog])) == {changelog: 328}
-
-
-class Positions:
-    """A consumer that only says where it would fetch next."""
-
-    def __init__(self, positions: dict[TP, int]) -> None:
-        self.positions = positions
-
-    async def position(self, tp: TP) -> int | None:
-        return self.positions.get(tp)
-
-
-def test_a_changelog_short_only_of_its_final_marker_counts_as_read_once_fetched_past_it(tmp_path: Path) -> None:
-    app = build(Settings(data_dir=tmp_path))
-    recovery = _recovery(app)
-    done, marker_left, behind = TP("c", 0), TP("c", 1), TP("c", 2)
-    recovery.active_highwaters.update({done: 10, marker_left: 20, behind: 30})
-    recovery.active_offsets.update({done: 10, marker_left: 19, behind: 12})
-
-    short = recovery._behind_only_by_markers()
-    assert short == {marker_left: 20, behind: 30}
-
-    app._consumer = Positions({marker_left: 21, behind: 13})  # type: ignore[assignment]
-    assert asyncio.run(recovery._read_to_the_end({marker_left: 20})) is True  # past the marker
-    assert asyncio.run(recovery._read_to_the_end(short)) is False  # records still to come
-    app._consumer = Positions({marker_left: 20})  # type: ignore[assignment]
-    assert asyncio.run(recovery._read_to_the_end({marker_left: 20})) is False  # the marker not fetched yet
