@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from agents.retry import Backoff, Sleep, retried
+from models import stats
 from models.effects import Effects, Incoming
 from models.events import BadMessage, format_time, utc_now
 from models.handlers import Handler
+from models.measures import DeadLettered
 from models.topics import dead_letter_name
 
 log = logging.getLogger(__name__)
@@ -39,8 +41,32 @@ class Outbox(Protocol):
     def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> Awaitable[None]: ...
 
 
+class Observer(Protocol):
+    """Who hears what the executor did, for the metrics: effects applied, retries, dead letters."""
+
+    def applied(self, effects: Effects) -> None: ...
+    def retried(self, topic: str) -> None: ...
+    def dead_lettered(self, topic: str, failure_class: str) -> None: ...
+
+
+class Unobserved:
+    """No one listens (the simulation, unit tests)."""
+
+    def applied(self, effects: Effects) -> None:
+        """Nothing."""
+
+    def retried(self, topic: str) -> None:
+        """Nothing."""
+
+    def dead_lettered(self, topic: str, failure_class: str) -> None:
+        """Nothing."""
+
+
 class Executor:
-    """Applies effects to ``tables`` and ``outbox``; ``topic_name`` turns a logical topic into its full name."""
+    """Applies effects to ``tables`` and ``outbox``; ``topic_name`` turns a logical topic into its full name.
+
+    With ``measure``, a dead letter is counted in the windows of ``GET /stats`` as well.
+    """
 
     def __init__(
         self,
@@ -50,9 +76,12 @@ class Executor:
         backoff: Backoff,
         clock: Callable[[], datetime] = utc_now,
         sleep: Sleep = asyncio.sleep,
+        measure: bool = True,
+        observer: Observer | None = None,
     ) -> None:
         self.tables, self.outbox, self.topic_name = tables, outbox, topic_name
         self.backoff, self.clock, self.sleep = backoff, clock, sleep
+        self.measure, self.observer = measure, observer or Unobserved()
 
     def read(self, table: str, key: str) -> bytes | None:
         """A stored value, for handlers."""
@@ -69,11 +98,17 @@ class Executor:
             await self.outbox.send(
                 self.topic_name(send.topic), send.key.encode(), send.message.encode(), list(send.headers.items())
             )
+        self.observer.applied(effects)
 
     async def process(self, handler: Handler, record: Incoming) -> None:
         """Handle one record: apply its effects, retried on failure; dead-letter what cannot be done."""
+        attempts = 0
 
         async def attempt() -> None:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                self.observer.retried(record.topic)
             await self.apply(handler(record, self.read, self.clock()))
 
         what = f"{record.topic}[{record.partition}]@{record.offset}"
@@ -86,9 +121,18 @@ class Executor:
             await self.dead_letter(record, str(exc) or repr(exc), type(exc).__name__)
 
     async def dead_letter(self, record: Incoming, reason: str, failure_class: str) -> None:
-        """The original key and value to ``<topic>.DLQ``, with the contract's headers."""
+        """The original key and value to ``<topic>.DLQ``, with the contract's headers; counted first.
+
+        Counted before it is sent: a redelivery after a crash between the two sends it again but
+        finds it counted (``models.stats.count``).
+        """
         log.warning("dead letter from %s[%s]@%s: %s: %s",
                     record.topic, record.partition, record.offset, failure_class, reason)
+        if self.measure:
+            measure = DeadLettered(datetime.fromtimestamp(record.timestamp, UTC), record.topic)
+            writes = stats.count(self.read, record.topic, record.partition, record.offset, self.clock(), [measure])
+            await self.apply(Effects(writes=tuple(writes)))
+        self.observer.dead_lettered(record.topic, failure_class)
         headers = [
             ("original.topic", record.topic.encode()),
             ("original.partition", str(record.partition).encode()),

@@ -29,6 +29,7 @@ async def consume(stream: StreamT, executor: Executor, handler: Handler) -> None
     gate: CommitGate = stream.app.commit_gate  # type: ignore[attr-defined]  # app.faust_app.App has one
     async for event in stream.events():
         message = event.message
-        record = Incoming(message.topic, message.partition, message.offset, message.key, message.value)
+        record = Incoming(message.topic, message.partition, message.offset, message.key, message.value,
+                          message.timestamp)
         async with gate.message():
             await executor.process(handler, record)

@@ -19,14 +19,14 @@ log = logging.getLogger(__name__)
 
 def register(
     app: AppT, topics: Topics, executor: Executor, deadlines: TableT, policy: SagaPolicy, exactly_once: bool,
-    check_interval_s: float,
+    check_interval_s: float, measure: bool,
 ) -> None:
     """The saga agent on the internal replies topic, and the timeout timer of this worker."""
 
     @app.agent(topics.internal[commands.SAGA], name="saga")
     async def saga_agent(stream: StreamT) -> None:
         """Run every order's saga on the worker that owns its order id."""
-        await consume(stream, executor, handlers.saga(policy, exactly_once))
+        await consume(stream, executor, handlers.saga(policy, exactly_once, measure))
 
     told: dict[str, datetime] = {}  # this process's memory: a restarted worker tells again at once
     interval = timedelta(seconds=check_interval_s)

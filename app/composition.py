@@ -29,11 +29,12 @@ def build(settings: Settings) -> App:
     tables = declare_tables(app, settings)
     topics = declare_topics(app, settings)
     executor = Executor(tables, TopicOutbox(topics.by_name), lambda name: full_name(settings, name),
-                        Backoff.from_settings(settings))
+                        Backoff.from_settings(settings), measure=settings.stats)
     policy = SagaPolicy(payment_mode=settings.payment_mode, timeout=timedelta(seconds=settings.saga_timeout_s))
     exactly_once = settings.processing_guarantee == "exactly_once"
     ingress.register(app, topics, executor, settings.payment_mode)
-    saga.register(app, topics, executor, tables[DEADLINES], policy, exactly_once, settings.timeout_check_interval_s)
+    saga.register(app, topics, executor, tables[DEADLINES], policy, exactly_once, settings.timeout_check_interval_s,
+                  settings.stats)
     stock.register(app, topics, executor, exactly_once)
     wallet.register(app, topics, executor, exactly_once)
     customers.register(app, topics, executor)

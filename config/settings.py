@@ -42,6 +42,8 @@ class Settings:
     retry_initial_s: float = 1.0
     retry_multiplier: float = 2.0
     retry_max_s: float = 10.0
+    stats: bool = True
+    metrics_interval_s: float = 10.0
     demo_orders: bool = True
     demo_order_interval_s: float = 1.0
     log_level: str = "info"
@@ -69,6 +71,8 @@ class Settings:
             raise SettingsError("retry_attempts must be at least 1")
         if not 0 < self.web_port < 65536:
             raise SettingsError(f"web_port must be from 1 to 65535, not {self.web_port}")
+        if self.metrics_interval_s <= 0:
+            raise SettingsError("metrics_interval_s must be positive")
         for name in ("retry_initial_s", "retry_max_s", "demo_order_interval_s", "producer_linger_ms"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must not be negative")

@@ -10,18 +10,21 @@ from dataclasses import dataclass
 
 from models.commands import Command, Message
 from models.events import Event
+from models.measures import Measure
 from models.topics import topic_of
 
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """One consumed record: where it came from (for dead letters), its key and its value."""
+    """One consumed record: where it came from (for dead letters), its key, its value and its timestamp."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
+    #: the record's timestamp, seconds since the epoch: the event time of a dead letter
+    timestamp: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +52,12 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class Effects:
-    """Everything one message changes and sends; applied writes first, then sends."""
+    """Everything one message changes and sends, applied writes first, then sends; and what it
+    newly counts, for the worker's metrics (the writes already count it in the tables)."""
 
     writes: tuple[Write, ...] = ()
     sends: tuple[Send, ...] = ()
+    measures: tuple[Measure, ...] = ()
 
     def __len__(self) -> int:
         return len(self.writes) + len(self.sends)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from models import commands
+from models import commands, stats
 from models.commands import Command, Message, PaymentCharged, PaymentDeclined, SagaTimeout, decode_message
 from models.effects import NOTHING, Effects, Incoming, Send, Write, outputs
 from models.events import (
@@ -27,16 +27,19 @@ from models.events import (
     StockAdded,
     UserRegistered,
     decode_event,
+    format_time,
     parse_time,
 )
+from models.measures import Ended, Measure, Placed
 from models.saga import SagaPolicy, SagaState, transition
 from models.stock import Stock, handle_stock
 from models.topics import INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, USER_EVENTS
 from models.wallet import Wallet, handle_wallet
 
 SAGAS, DEADLINES, STOCK, WALLETS, CUSTOMERS = "sagas", "saga_deadlines", "stock", "wallets", "customers"
+STATS = stats.STATS
 #: every table, by name
-TABLES = (SAGAS, STOCK, WALLETS, CUSTOMERS, DEADLINES)
+TABLES = (SAGAS, STOCK, WALLETS, CUSTOMERS, DEADLINES, STATS)
 
 #: how many timer intervals pass before a saga still overdue is told again
 RETELL_INTERVALS = 10
@@ -133,37 +136,72 @@ def resends(offset: int, last_input: int, exactly_once: bool) -> bool:
     return not exactly_once and offset <= last_input
 
 
-def saga(policy: SagaPolicy, exactly_once: bool) -> Handler:
-    """The saga agent's handler: the transition, the saga's new state and its deadline index entry."""
+def saga(policy: SagaPolicy, exactly_once: bool, measure: bool = True) -> Handler:
+    """The saga agent's handler: the transition, the saga's new state, its deadline index entry and,
+    when ``measure``, its counts in the windows of ``GET /stats``."""
 
     def handle(record: Incoming, read: Reader, now: datetime) -> Effects:
         order_id, message = owned_message(record)
-        return saga_effects(order_id, message, record.offset, read, now, policy, exactly_once)
+        return saga_effects(order_id, message, record, read, now, policy, exactly_once, measure)
 
     return handle
 
 
 def saga_effects(
-    order_id: str, message: Message, offset: int, read: Reader, now: datetime, policy: SagaPolicy, exactly_once: bool
+    order_id: str, message: Message, record: Incoming, read: Reader, now: datetime, policy: SagaPolicy,
+    exactly_once: bool, measure: bool = True,
 ) -> Effects:
-    """Run the pure transition on the stored saga; keep the deadline index in step with it.
+    """Run the pure transition on the stored saga; keep the deadline index and the counts in step with it.
 
-    The index is compared with what is stored each time, so a redelivery repairs it as it goes.
+    The index and the counts are compared with what is stored each time, so a redelivery repairs
+    them as it goes.
     """
+    topic, partition, offset = record.topic, record.partition, record.offset
     stored = read(SAGAS, order_id)
     state = SagaState.from_json(stored) if stored is not None else None
     new_state, sent = transition(state, message, now, policy)
     writes: list[Write] = []
-    if new_state is not None and new_state is not state:
-        new_state = dataclasses.replace(new_state, last_input=offset)
+    changed = new_state is not None and new_state is not state
+    if new_state is not None and changed:
+        new_state = _marked(state, new_state, message, offset, now)
         writes.append(Write(SAGAS, order_id, new_state.to_json()))
     elif state is not None and not resends(offset, state.last_input, exactly_once):
         sent = []
+    measures: list[Measure] = []
     if new_state is not None:
         wanted = deadline_entry(new_state)
         if read(DEADLINES, order_id) != wanted:
             writes.append(Write(DEADLINES, order_id, wanted))
-    return Effects(tuple(writes), outputs(sent))
+        measures = saga_measures(new_state, offset)
+        if measure:
+            writes += stats.count(read, topic, partition, offset, now, measures)
+    return Effects(tuple(writes), outputs(sent), tuple(measures) if changed else ())
+
+
+def _marked(state: SagaState | None, new_state: SagaState, message: Message, offset: int, now: datetime) -> SagaState:
+    """The new state with the input that made it, and when and by which input the order was placed or ended."""
+    marks: dict[str, object] = {"last_input": offset}
+    if state is None and isinstance(message, OrderPlaced):
+        marks.update(placed_at=message.occurred_at, placed_input=offset)
+    if new_state.is_terminal and (state is None or not state.is_terminal):
+        marks.update(ended_at=format_time(now), ended_input=offset)
+    return dataclasses.replace(new_state, **marks)  # type: ignore[arg-type]
+
+
+def saga_measures(state: SagaState, offset: int) -> list[Measure]:
+    """What input ``offset`` counts for this saga: the order placed, the saga ended, or nothing.
+
+    Read from the state, not from the change: a redelivery whose saga write survived a crash but
+    whose count did not still counts (``stats.count`` skips a bucket that has it already).
+    """
+    measures: list[Measure] = []
+    if state.placed_input == offset:
+        measures.append(Placed(parse_time(state.placed_at)))
+    if state.ended_input == offset:
+        ended_at = parse_time(state.ended_at)
+        measures.append(Ended(ended_at, state.status, state.reason, state.total_amount,
+                              ended_at - parse_time(state.started_at)))
+    return measures
 
 
 def deadline_entry(state: SagaState) -> bytes | None:

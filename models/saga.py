@@ -108,6 +108,12 @@ class SagaState:
     payment: str | None = None
     #: offset of the input record that last changed this saga: a duplicate at or before it is a redelivery
     last_input: int = -1
+    #: the order's ``occurred_at``, and the input that placed it: what ``GET /stats`` counts it by
+    placed_at: str = ""
+    placed_input: int = -1
+    #: when the saga reached its final status, and the input that ended it
+    ended_at: str = ""
+    ended_input: int = -1
 
     @property
     def is_terminal(self) -> bool:

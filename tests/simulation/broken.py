@@ -11,11 +11,11 @@ import dataclasses
 from datetime import datetime
 
 from agents.executor import Executor
-from models import handlers
+from models import handlers, stats
 from models.commands import ChargeWallet, PaymentCharged, RefundWallet, ReserveStock, SagaTimeout, StockReserved
 from models.effects import NOTHING, Effects, Incoming, Write, output
 from models.events import BadMessage, PaymentRefunded
-from models.handlers import SAGAS, STOCK, WALLETS, Handler, Reader
+from models.handlers import SAGAS, STATS, STOCK, WALLETS, Handler, Reader
 from models.saga import SagaPolicy
 from models.stock import Stock
 from models.wallet import Wallet
@@ -103,6 +103,36 @@ def saga_ignores_timeouts(policy: SagaPolicy, exactly_once: bool) -> Handler:
     return broken
 
 
+def saga_counts_only_on_change(policy: SagaPolicy, exactly_once: bool) -> Handler:
+    """Counts an order only when its saga changes: a crash after the saga write and before the
+    count's loses the count, as the redelivery finds the saga changed already."""
+    real = handlers.saga(policy, exactly_once)
+
+    def broken(record: Incoming, read: Reader, now: datetime) -> Effects:
+        effects = real(record, read, now)
+        if effects.measures:
+            return effects
+        return Effects(tuple(write for write in effects.writes if write.table != STATS), effects.sends)
+
+    return broken
+
+
+def saga_counts_every_delivery(policy: SagaPolicy, exactly_once: bool) -> Handler:
+    """Forgets which input a bucket counted last: a redelivery counts its order again."""
+    real = handlers.saga(policy, exactly_once)
+
+    def forgetful(read: Reader) -> Reader:
+        def read_forgetting(table: str, key: str) -> bytes | None:
+            value = read(table, key)
+            if table != STATS or value is None or stats.parse_bucket_key(key) is None:
+                return value
+            return dataclasses.replace(stats.Bucket.from_json(value), last_input=-1).to_json()
+
+        return read_forgetting
+
+    return lambda record, read, now: real(record, forgetful(read), now)
+
+
 class ExecutorWritingOneTable(Executor):
     """Applies only the first table write of a message, as if each agent had one table: the saga's
     deadline index is never written for a new saga, so a saga with no answer never times out."""
@@ -136,4 +166,6 @@ BROKEN: dict[str, Handlers] = {
     "sends-outside-the-transaction": dataclasses.replace(REAL, sends_in_transaction=False),
     "tables-survive-an-abort": dataclasses.replace(REAL, drops_tables_after_abort=False),
     "zombies-not-fenced": dataclasses.replace(REAL, fences_zombies=False),
+    "counts-only-on-change": dataclasses.replace(REAL, saga=saga_counts_only_on_change),
+    "counts-every-delivery": dataclasses.replace(REAL, saga=saga_counts_every_delivery),
 }

@@ -7,15 +7,20 @@ value ever written to a changelog, the dead letters and, in external mode, the g
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import orjson
 
+from models import stats
 from models.events import BadMessage, OrderPlaced, decode_event, parse_time
+from models.measures import Ended, Placed
+from models.saga import SagaState
 from models.topics import INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, PUBLIC_TOPICS
-from simulation.simulator import CUSTOMERS, DEADLINES, SAGAS, STOCK, WALLETS, Result
+from simulation.scenario import at_time
+from simulation.simulator import CUSTOMERS, DEADLINES, SAGAS, STATS, STOCK, WALLETS, Result
 
 ZERO = Decimal("0.00")
 #: events of which an order has at most one (by event id) however often it is re-sent
@@ -45,6 +50,7 @@ def check(result: Result) -> list[str]:
         _gateway(result, orders, confirmed, cancelled, problems)
     _timeouts(result, sagas, events, problems)
     _customers(result, problems)
+    _windows(result, sagas, problems)
     return problems
 
 
@@ -295,3 +301,41 @@ def copies(result: Result) -> int:
            for record in result.topics[topic].records() if not record.note.startswith(("outside", "gateway"))]
     return len(ids) - len(set(ids))
 
+
+
+def _windows(result: Result, sagas: dict[str, dict[str, Any]], problems: list[str]) -> None:
+    """W: each order counts once per measure in the minute of its event time; each dead letter once.
+
+    A run longer than the retention may have dropped its first buckets: then nothing is checked.
+    """
+    if timedelta(seconds=result.end_time) >= stats.RETENTION - stats.BUCKET:
+        return
+    counted: dict[int, stats.Bucket] = defaultdict(stats.Bucket)
+    for key, value in result.tables[STATS].items():
+        parsed = stats.parse_bucket_key(key)
+        if parsed is not None:
+            counted[parsed[0]] += stats.Bucket.from_json(value)
+    expected: dict[int, stats.Bucket] = defaultdict(stats.Bucket)
+    for saga in sagas.values():
+        state = SagaState.from_json(orjson.dumps(saga))
+        placed_at = parse_time(state.placed_at)
+        expected[stats.minute_of(placed_at)] += stats.added(stats.Bucket(), Placed(placed_at))
+        if state.is_terminal:
+            ended_at = parse_time(state.ended_at)
+            ended = Ended(ended_at, state.status, state.reason, state.total_amount,
+                          ended_at - parse_time(state.started_at))
+            expected[stats.minute_of(ended_at)] += stats.added(stats.Bucket(), ended)
+    for minute in sorted(counted.keys() | expected.keys()):
+        mine, wanted = _outcomes(counted[minute]), _outcomes(expected[minute])
+        if mine != wanted:
+            problems.append(f"W: minute {minute} counted {mine}, not {wanted}")
+    lettered = dict(Counter(topic for topic, _, _ in result.dead_letter_origins))
+    counted_letters = sum((counted[minute] for minute in counted), stats.Bucket()).dead_letters
+    if {topic: n for topic, n in counted_letters.items() if n} != lettered:
+        problems.append(f"W: dead letters counted {counted_letters}, not {lettered}")
+
+
+def _outcomes(bucket: stats.Bucket) -> dict[str, Any]:
+    """A bucket's view without its dead letters (their minute follows the record's timestamp)."""
+    return {key: value for key, value in bucket.view(at_time(0), at_time(0)).items()
+            if key not in ("start", "end", "dead_letters")}

@@ -41,10 +41,10 @@ from app.topic_names import INTERNAL_TOPICS
 from models import commands, handlers
 from models.effects import Effects, Incoming
 from models.events import BadMessage, Event, PaymentFailed, PaymentProcessed
-from models.handlers import CUSTOMERS, DEADLINES, SAGAS, STOCK, TABLES, WALLETS, Handler, Reader
+from models.handlers import CUSTOMERS, DEADLINES, SAGAS, STATS, STOCK, TABLES, WALLETS, Handler, Reader
 from models.saga import SagaPolicy
 from models.topics import INPUT_TOPICS, PAYMENT_EVENTS, PUBLIC_TOPICS
-from simulation.scenario import DECLINE, NEVER, PAY, Scenario, at_time, format_time_at
+from simulation.scenario import DECLINE, NEVER, PAY, Config, Scenario, at_time, format_time_at
 
 #: agent name -> (the internal topic it reads, the tables it owns, the first being its state)
 OWNERS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -53,6 +53,11 @@ OWNERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "wallet": (commands.WALLET, (WALLETS,)),
     "customers": (commands.CUSTOMER, (CUSTOMERS,)),
 }
+
+
+def _changelog_partitions(table: str, config: Config) -> int:
+    """Tables are co-partitioned with the internal topics; the counts are written from public partitions too."""
+    return max(config.partitions, config.public_partitions) if table == STATS else config.partitions
 
 
 def internal_partition(key: str, partitions: int) -> int:
@@ -151,20 +156,24 @@ class Record:
     key: str
     value: bytes | None
     note: str = ""
+    at: float = 0.0  # the simulated time it was written: its timestamp
 
 
 class Topic:
-    """An in-memory topic: append-only partitions."""
+    """An in-memory topic: append-only partitions; ``clock`` stamps the records."""
 
-    def __init__(self, name: str, partitions: int, partitioner: Callable[[str, int], int]) -> None:
+    def __init__(
+        self, name: str, partitions: int, partitioner: Callable[[str, int], int], clock: Callable[[], float]
+    ) -> None:
         self.name = name
         self.partitions: list[list[Record]] = [[] for _ in range(partitions)]
-        self.partitioner = partitioner
+        self.partitioner, self.clock = partitioner, clock
 
-    def append(self, key: str, value: bytes | None, note: str = "") -> int:
-        """Write a record to the partition of its key; return that partition."""
-        partition = self.partitioner(key, len(self.partitions))
-        self.partitions[partition].append(Record(key, value, note))
+    def append(self, key: str, value: bytes | None, note: str = "", partition: int | None = None) -> int:
+        """Write a record to ``partition``, or to the partition of its key; return the partition."""
+        if partition is None:
+            partition = self.partitioner(key, len(self.partitions))
+        self.partitions[partition].append(Record(key, value, note, self.clock()))
         return partition
 
     def records(self) -> list[Record]:
@@ -216,6 +225,7 @@ class Result:
     changelogs: dict[str, Topic]
     tables: dict[str, dict[str, bytes]]  # rebuilt from the changelogs at the end
     dead_letters: list[tuple[str, str, str]]  # (topic, key, reason)
+    dead_letter_origins: set[tuple[str, int, int]]  # (topic, partition, offset) of each record dead-lettered
     gateway: Gateway
     problems: list[str]  # seen while running: a handler raised, no quiescence
     stats: dict[str, int]
@@ -246,8 +256,8 @@ class SimTable:
             return
         if self.sim.exactly_once:  # RocksDB now, the changelog record with the transaction
             self.task.pending.append(("changelog", self.name, key, value, self.note))
-        else:
-            self.sim.changelogs[self.name].append(key, value, self.note)
+        else:  # Faust writes the changelog partition of the record being handled
+            self.sim.changelogs[self.name].append(key, value, self.note, self.task.partition)
         self.sim.last_change = self.sim.now
         if value is None:
             self.task.tables[self.name].pop(key, None)
@@ -267,8 +277,10 @@ class SimOutbox:
     async def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
         self.sim.fault.spend()
         assert key is not None, "every record in the simulation has a key"
-        if topic.endswith(".DLQ"):
-            value = dict(headers)["failure.reason"]
+        if topic.endswith(".DLQ"):  # what the invariants read of a dead letter: why, and where it was
+            told = dict(headers)
+            value = orjson.dumps({name: told[f"{prefix}.{name}"].decode() for prefix, name in
+                                  (("failure", "reason"), ("original", "partition"), ("original", "offset"))})
         if self.task is not None and self.sim.exactly_once and self.sim.impl.sends_in_transaction:
             self.task.pending.append(("send", topic, key.decode(), value, self.note))
         else:
@@ -302,20 +314,24 @@ class Simulation:
         self.policy = SagaPolicy(payment_mode=config.payment_mode, timeout=timedelta(seconds=config.timeout_s))
         self.now = 0.0
         self.topics: dict[str, Topic] = {}
+        clock = self._clock
         for name in PUBLIC_TOPICS:
-            self.topics[name] = Topic(name, config.public_partitions, public_partition)
+            self.topics[name] = Topic(name, config.public_partitions, public_partition, clock)
         for name in INTERNAL_TOPICS:
-            self.topics[name] = Topic(name, config.partitions, internal_partition)
-        self.changelogs = {name: Topic(f"{name}-changelog", config.partitions, internal_partition) for name in TABLES}
+            self.topics[name] = Topic(name, config.partitions, internal_partition, clock)
+        self.changelogs = {
+            name: Topic(f"{name}-changelog", _changelog_partitions(name, config), internal_partition, clock)
+            for name in TABLES
+        }
         assign = random.Random(f"assign/{seed}")
         self.tasks: list[Task] = []
         for name in INPUT_TOPICS:
             for p in range(config.public_partitions):
-                self.tasks.append(Task("ingress", self.topics[name], p, assign.randrange(config.workers)))
+                self.tasks.append(Task("ingress", self.topics[name], p, assign.randrange(config.workers), {STATS: {}}))
         for agent, (topic, tables) in OWNERS.items():
             for p in range(config.partitions):
                 worker = assign.randrange(config.workers)
-                self.tasks.append(Task(agent, self.topics[topic], p, worker, {t: {} for t in tables}))
+                self.tasks.append(Task(agent, self.topics[topic], p, worker, {t: {} for t in (*tables, STATS)}))
         self.app_tasks = list(self.tasks)
         self.saga_tasks = [task for task in self.tasks if task.agent == "saga"]
         self.gateway = Gateway()
@@ -340,6 +356,7 @@ class Simulation:
         self.told: dict[int, dict[str, datetime]] = {worker: {} for worker in range(config.workers)}
         self.last_change = 0.0  # the last table write, input or gateway answer
         self.dead_letters: list[tuple[str, str, str]] = []
+        self.dead_letter_origins: set[tuple[str, int, int]] = set()  # (topic, partition, offset)
         self.problems: list[str] = []
         self.stats = dict.fromkeys(
             ("steps", "deliveries", "crashes", "duplicates", "stalls", "jumps", "zombies", "timeouts_sent"), 0
@@ -469,7 +486,8 @@ class Simulation:
             self._zombie(task, record)
             return
         self.stats["deliveries"] += 1
-        incoming = Incoming(task.topic.name, task.partition, task.position, record.key.encode(), record.value)
+        incoming = Incoming(task.topic.name, task.partition, task.position, record.key.encode(), record.value,
+                            at_time(record.at).timestamp())
         where = f"{task.name}@{task.position}"
         crash = (task.agent, identity, self._count(task.agent, identity))
         handler = self._watched(self.handlers[task.agent](task), where, task.worker, crash)
@@ -550,7 +568,8 @@ class Simulation:
         self._log(f"ZOMBIE {task.name}: w{task.worker} paused past its session timeout")
         self._reassign(task)
         assert record.value is not None
-        incoming = Incoming(task.topic.name, zombie.partition, zombie.position, record.key.encode(), record.value)
+        incoming = Incoming(task.topic.name, zombie.partition, zombie.position, record.key.encode(), record.value,
+                            at_time(record.at).timestamp())
         handler = self.handlers[task.agent](zombie)
         note = f"{task.name}@{zombie.position} zombie"
         self._execute(zombie, note, zombie.worker, lambda executor: executor.process(handler, incoming))
@@ -620,7 +639,7 @@ class Simulation:
         """One task's part of a commit: its transaction's writes and sends, then its offset."""
         for kind, name, key, value, note in task.pending:
             if kind == "changelog":
-                self.changelogs[name].append(key, value, note)
+                self.changelogs[name].append(key, value, note, task.partition)
             else:
                 assert value is not None
                 self._publish(name, key, value, note, exactly_once=True)
@@ -635,7 +654,10 @@ class Simulation:
         A transactional producer is idempotent: only a send outside a transaction may be written twice.
         """
         if topic.endswith(".DLQ"):
-            self.dead_letters.append((topic.removesuffix(".DLQ"), key, value.decode()))
+            told = orjson.loads(value)
+            origin = topic.removesuffix(".DLQ")
+            self.dead_letters.append((origin, key, told["reason"]))
+            self.dead_letter_origins.add((origin, int(told["partition"]), int(told["offset"])))
         elif exactly_once:
             self.topics[topic].append(key, value, note)
         else:
@@ -736,7 +758,7 @@ class Simulation:
     def _result(self) -> Result:
         tables: dict[str, dict[str, bytes]] = {name: {} for name in TABLES}
         for name in TABLES:
-            for p in range(self.config.partitions):
+            for p in range(len(self.changelogs[name].partitions)):
                 tables[name].update(self._restore(name, p))
         return Result(
             scenario=self.scenario,
@@ -744,12 +766,16 @@ class Simulation:
             changelogs=self.changelogs,
             tables=tables,
             dead_letters=self.dead_letters,
+            dead_letter_origins=self.dead_letter_origins,
             gateway=self.gateway,
             problems=self.problems,
             stats=self.stats,
             trace=self.trace,
             end_time=self.now,
         )
+
+    def _clock(self) -> float:
+        return self.now
 
     def _log(self, line: str) -> None:
         if self.tracing:

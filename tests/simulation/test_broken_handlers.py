@@ -32,6 +32,8 @@ CASES = [
     ("sends-outside-the-transaction", None, EOS, {"EOS"}, 10),
     ("tables-survive-an-abort", None, EOS, {"G1", "G2", "G3", "G5"}, 20),
     ("zombies-not-fenced", None, EOS, {"EOS", "G2", "G3"}, 20),
+    ("counts-only-on-change", None, ALOS, {"W"}, 20),
+    ("counts-every-delivery", None, ALOS, {"W"}, 20),
 ]
 
 

@@ -75,7 +75,7 @@ def test_the_simulator_runs_the_handlers_and_the_executor_the_agents_run() -> No
     agents = ROOT / "agents"
     assert "await executor.process(handler, record)" in (agents / "faust_io.py").read_text()
     for module, call in [("ingress", "handlers.ingress(topic, payment_mode)"),
-                         ("saga", "handlers.saga(policy, exactly_once)"),
+                         ("saga", "handlers.saga(policy, exactly_once, measure)"),
                          ("saga", "handlers.timeouts_due("), ("saga", "await executor.apply(effects)"),
                          ("stock", "consume(stream, executor, handlers.stock(exactly_once))"),
                          ("wallet", "consume(stream, executor, handlers.wallet(exactly_once))"),

@@ -12,10 +12,13 @@ from agents.retry import Backoff
 from models.commands import ReserveStock
 from models.effects import Effects, Incoming, Send, Write
 from models.events import BadMessage
-from models.handlers import Reader
+from models.handlers import STATS, Reader
+from models.stats import Bucket
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-RECORD = Incoming("p.order-events", 3, 41, b"k", b"v")
+RECORD = Incoming("p.order-events", 3, 41, b"k", b"v", NOW.timestamp() - 30)
+#: where a dead letter of RECORD is counted: the writer's index, then the bucket of the minute before NOW
+COUNTED = [("write", "index|3|p.order-events"), ("write", f"{int(NOW.timestamp()) - 60}|3|p.order-events")]
 
 
 class Journal:
@@ -48,7 +51,7 @@ def executor(journal: Journal, sleeps: list[float] | None = None) -> Executor:
     async def sleep(delay: float) -> None:
         (sleeps if sleeps is not None else []).append(delay)
 
-    return Executor({"t": journal}, journal, lambda name: f"p.{name}", Backoff(), lambda: NOW, sleep)
+    return Executor({"t": journal, STATS: journal}, journal, lambda name: f"p.{name}", Backoff(), lambda: NOW, sleep)
 
 
 def test_every_write_comes_before_every_send_whatever_order_the_handler_gave() -> None:
@@ -67,7 +70,7 @@ def test_a_rejected_record_is_dead_lettered_at_once_with_the_contract_s_headers(
         raise BadMessage("value is not JSON")
 
     asyncio.run(executor(journal, sleeps).process(reject, RECORD))
-    assert journal.done == [("send", "p.order-events.DLQ", "k")] and sleeps == []
+    assert journal.done == [*COUNTED, ("send", "p.order-events.DLQ", "k")] and sleeps == []
     assert journal.headers == {
         "original.topic": b"p.order-events", "original.partition": b"3", "original.offset": b"41",
         "failure.reason": b"value is not JSON", "failure.timestamp": b"2026-01-01T00:00:00.000Z",
@@ -84,7 +87,7 @@ def test_what_keeps_failing_is_retried_with_backoff_then_dead_lettered() -> None
 
     asyncio.run(executor(journal, sleeps).process(broken, RECORD))
     assert (len(calls), sleeps) == (3, [1.0, 2.0])
-    assert journal.done == [("send", "p.order-events.DLQ", "k")]
+    assert journal.done == [*COUNTED, ("send", "p.order-events.DLQ", "k")]
     assert (journal.headers["failure.class"], journal.headers["failure.reason"]) == (b"OSError", b"disk gone")
 
 
@@ -125,3 +128,48 @@ def test_bulk_restore_resumes_after_a_persisted_offset_of_0() -> None:
     from tables.bulk_restore import _next_offset
 
     assert (_next_offset(None), _next_offset(0), _next_offset(41)) == (0, 1, 42)
+
+
+def test_a_dead_letter_redelivered_is_sent_again_but_counted_once() -> None:
+    journal = Journal()
+
+    def reject(record: Incoming, read: Reader, now: datetime) -> Effects:
+        raise BadMessage("value is not JSON")
+
+    for _ in range(2):
+        asyncio.run(executor(journal).process(reject, RECORD))
+    bucket = Bucket.from_json(journal.values["t"][COUNTED[1][1]])
+    assert bucket.dead_letters == {"p.order-events": 1} and bucket.last_input == RECORD.offset
+    assert [each for each in journal.done if each[0] == "send"] == [("send", "p.order-events.DLQ", "k")] * 2
+
+
+class Heard:
+    """An observer that writes down what it hears."""
+
+    def __init__(self) -> None:
+        self.heard: list[tuple[str, ...]] = []
+
+    def applied(self, effects: Effects) -> None:
+        self.heard.append(("applied", str(len(effects))))
+
+    def retried(self, topic: str) -> None:
+        self.heard.append(("retried", topic))
+
+    def dead_lettered(self, topic: str, failure_class: str) -> None:
+        self.heard.append(("dead", topic, failure_class))
+
+
+def test_the_observer_hears_each_retry_and_the_dead_letter() -> None:
+    journal, heard = Journal(), Heard()
+
+    def broken(record: Incoming, read: Reader, now: datetime) -> Effects:
+        raise OSError("disk gone")
+
+    async def no_sleep(delay: float) -> None:
+        pass
+
+    run = Executor({"t": journal, STATS: journal}, journal, str, Backoff(attempts=3), lambda: NOW, no_sleep,
+                   measure=False, observer=heard)
+    asyncio.run(run.process(broken, RECORD))
+    assert heard.heard == [("retried", "p.order-events")] * 2 + [("dead", "p.order-events", "OSError")]
+    assert journal.done == [("send", "p.order-events.DLQ", "k")], "measure=False counts nothing"

@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from models import commands, handlers
+from models import commands, handlers, stats
 from models.commands import ReserveStock, SagaTimeout, StockReserved
 from models.effects import Effects, Incoming, Send, Write
 from models.events import BadMessage, OrderLine, OrderPlaced, format_time
-from models.handlers import DEADLINES, SAGAS, STOCK
+from models.handlers import DEADLINES, SAGAS, STATS, STOCK
 from models.saga import SagaPolicy, SagaState
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -25,7 +25,7 @@ def order(order_id: str = "o-1") -> OrderPlaced:
 
 
 def record(value: bytes, key: bytes | None, topic: str = "t", offset: int = 7) -> Incoming:
-    return Incoming(topic, 0, offset, key, value)
+    return Incoming(topic, 0, offset, key, value, NOW.timestamp())
 
 
 def reader(tables: dict[tuple[str, str], bytes]) -> handlers.Reader:
@@ -42,7 +42,10 @@ def apply(tables: dict[tuple[str, str], bytes], effects: Effects) -> None:
 
 def test_a_new_saga_writes_its_state_and_its_deadline_then_sends_its_first_outputs() -> None:
     effects = handlers.saga(POLICY, False)(record(order().encode(), b"o-1"), reader({}), NOW)
-    assert [(w.table, w.key) for w in effects.writes] == [(SAGAS, "o-1"), (DEADLINES, "o-1")]
+    minute = stats.minute_of(NOW)
+    assert [(w.table, w.key) for w in effects.writes] == [
+        (SAGAS, "o-1"), (DEADLINES, "o-1"), (STATS, "index|0|t"), (STATS, f"{minute}|0|t")
+    ]
     assert effects.writes[1].value == format_time(NOW + timedelta(minutes=5)).encode()
     assert Send(commands.STOCK, "A", ReserveStock(order_id="o-1", sku="A", quantity=2)) in effects.sends
     assert {send.topic for send in effects.sends} == {commands.STOCK, "saga-events"}
@@ -50,7 +53,7 @@ def test_a_new_saga_writes_its_state_and_its_deadline_then_sends_its_first_outpu
 
 def test_an_ended_saga_leaves_the_deadline_index_and_a_duplicate_repairs_a_missing_delete() -> None:
     tables: dict[tuple[str, str], bytes] = {}
-    saga = handlers.saga(POLICY, False)
+    saga = handlers.saga(POLICY, False, measure=False)
     apply(tables, saga(record(order().encode(), b"o-1"), reader(tables), NOW))
     refused = commands.StockRefused(order_id="o-1", sku="A", requested=2, available=0)
     ended = saga(record(refused.encode(), b"o-1"), reader(tables), NOW)

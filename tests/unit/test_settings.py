@@ -31,6 +31,8 @@ DEFAULTS = {
     "retry_initial_s": 1.0,
     "retry_multiplier": 2.0,
     "retry_max_s": 10.0,
+    "stats": True,
+    "metrics_interval_s": 10.0,
     "demo_orders": True,
     "demo_order_interval_s": 1.0,
     "log_level": "info",
