@@ -54,17 +54,23 @@ class Bucket:
     #: offset of the last input counted here; -1 for a sum
     last_input: int = -1
 
+    def body(self) -> dict[str, Any]:
+        """As JSON types: the table value, and what one worker tells another."""
+        return {**dataclasses.asdict(self), "revenue": format_money(self.revenue)}
+
     def to_json(self) -> bytes:
         """The table value."""
-        return orjson.dumps({**dataclasses.asdict(self), "revenue": format_money(self.revenue)})
+        return orjson.dumps(self.body())
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Bucket:
+        """Read what :meth:`body` gave."""
+        return cls(**{**body, "revenue": parse_money(body["revenue"]), "durations": tuple(body["durations"])})
 
     @classmethod
     def from_json(cls, raw: bytes) -> Bucket:
         """Read a table value written by :meth:`to_json`."""
-        body: dict[str, Any] = orjson.loads(raw)
-        body["revenue"] = parse_money(body["revenue"])
-        body["durations"] = tuple(body["durations"])
-        return cls(**body)
+        return cls.from_body(orjson.loads(raw))
 
     def __add__(self, other: Bucket) -> Bucket:
         return Bucket(

@@ -20,6 +20,7 @@ from models.events import (
     parse_time,
     utc_now,
 )
+from support.stats import stats, totals
 from support.topics import Record, read_topic, setup_topics, wait_until, write_events, write_raw
 from support.worker import Worker, new_settings
 
@@ -117,6 +118,8 @@ def test_bad_input_goes_to_dead_letters_and_good_orders_complete(kafka: LocalKaf
                 assert headers["failure.class"] == b"BadMessage"
                 assert headers["failure.reason"]
                 assert parse_time(headers["failure.timestamp"].decode()) <= utc_now()
+        # each dead letter counted once, under its topic, in the window of the record's timestamp
+        assert totals(stats(worker))["dead_letters"] == {settings.topic(t): len(m) for t, m in expected.items()}
         assert worker.get("/customers/dlq-cust")[1]["name"] == "Zoë 李 Ñandú"
         assert worker.get("/customers/u-bad")[0] == 404
         assert worker.get("/wallets/dlq-cust")[1]["balance"] == "960.00"

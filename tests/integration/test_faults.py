@@ -52,6 +52,7 @@ from support.scenario import (
     terminal,
     wait_for_seed,
 )
+from support.stats import check_stats, counted, stats
 from support.topics import read_topic, setup_topics, wait_quiet, wait_until, write_events
 from support.worker import Worker, new_settings
 
@@ -234,6 +235,7 @@ def test_kill_9_mid_load_then_restart_loses_nothing_and_applies_nothing_twice(
 
         outcome, outcome_copies = _check_outcomes(kafka.bootstrap, settings, orders, expected, LOAD)
         _check_balances(kafka.bootstrap, settings, restarted, orders, outcome)
+        check_stats(restarted, orders, outcome)  # counted once however the kill split a saga's writes
         repeated = copies(kafka.bootstrap, settings, _isolation(settings))
         print(f"\n[crash {guarantee}] {len(orders)} orders ({len(twice)} sent twice), kill -9 with {at_kill} ended"
               f" ended, 1 restart: 0 lost, {outcome_copies} outcome copies, copies by type {dict(repeated)}")
@@ -269,6 +271,8 @@ def test_group_member_killed_mid_load_the_other_takes_over(kafka: LocalKafka, tm
         wait_quiet(kafka.bootstrap, all_topic_names(settings), 60)
         assert _check_outcomes(kafka.bootstrap, settings, orders, expected, LOAD)[0] == outcome
         _check_balances(kafka.bootstrap, settings, first, orders, outcome)
+        # both answer for the whole system, each gathering the other's partitions, and agree
+        assert counted(check_stats(first, orders, outcome)) == counted(check_stats(second, orders, outcome))
         repeated = copies(kafka.bootstrap, settings, _isolation(settings))
         if guarantee == "exactly_once":
             assert repeated == Counter(), "a read_committed reader sees every event once"
@@ -394,16 +398,19 @@ def test_restart_keeps_views_with_data_dir_kept_and_rebuilt_from_changelogs(
         before = {path: _view(worker, path) for path in paths}
         assert all(status == 200 for status, _ in list(before.values())[:-4]), before
         assert all(status == 404 for status, _ in list(before.values())[-4:]), before
+        windows = counted(check_stats(worker, orders, outcome))
 
         worker.stop()
         worker.start()  # local state kept
         assert {path: _view(worker, path) for path in paths} == before
+        assert counted(stats(worker)) == windows
 
         worker.stop()
         shutil.rmtree(settings.data_dir)
         assert not settings.data_dir.exists()
         worker.start()  # nothing local: every table rebuilt from its changelog
         assert {path: _view(worker, path) for path in paths} == before
+        assert counted(stats(worker)) == windows
         print(f"\n[restart] {len(orders)} orders, {len(paths)} views equal after a restart with the data dir "
               "and after one without it")
     finally:

@@ -7,17 +7,20 @@ but whose counts do not.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from devtools.kafka_local import LocalKafka
-from models.events import OrderPlaced
+from models.events import OrderPlaced, format_time, utc_now
 from support.scenario import (
     PLENTY,
     PUBLIC,
+    RICH,
     SCARCE_SKU,
     SCARCE_STOCK,
     build_orders,
@@ -27,10 +30,12 @@ from support.scenario import (
     check_wallets,
     copies,
     ids,
+    order,
     seed,
     terminal,
     wait_for_seed,
 )
+from support.stats import check_stats, counted, minute_start
 from support.topics import read_topic, setup_topics, wait_until, write_events
 from support.worker import Worker, new_settings
 
@@ -52,15 +57,20 @@ def test_five_hundred_orders_end_exactly_once_and_balance(kafka: LocalKafka, tmp
         duplicates = [
             OrderPlaced(**{**o.__dict__, **ids()}) for o in orders[:20]
         ]  # same order ids, new event ids: still one saga each
-        write_events(settings, orders + duplicates + orders[20:30])
+        # a replay of events from 7 minutes ago: they count in the windows of their own time
+        replayed = [dataclasses.replace(order(f"old-{n}", RICH[n], [("SKU-A", 1, PLENTY["SKU-A"])]),
+                                        occurred_at=format_time(utc_now() - timedelta(minutes=7)))
+                    for n in range(len(RICH))]
+        write_events(settings, orders + duplicates + orders[20:30] + replayed)
         order_topic = settings.topic("order-events")
 
         def all_ended() -> bool:
-            return len(terminal(read_topic(kafka.bootstrap, order_topic))) >= len(orders)
+            return len(terminal(read_topic(kafka.bootstrap, order_topic))) >= len(orders) + len(replayed)
 
         wait_until(all_ended, 240, "every order to end", every=2.0)
 
         ended = terminal(read_topic(kafka.bootstrap, order_topic))
+        assert {ended.pop(o.order_id)[0]["event_type"] for o in replayed} == {"OrderConfirmed"}
         # Guarantee 1 and 4: one outcome per order; copies of it share one event id.
         assert set(ended) == {o.order_id for o in orders}
         for order_id, bodies in ended.items():
@@ -78,14 +88,17 @@ def test_five_hundred_orders_end_exactly_once_and_balance(kafka: LocalKafka, tmp
         tight = Counter(outcome[o.order_id][0] for o in orders if o.order_id.startswith("tight-"))
         assert tight == {"OrderConfirmed": 20, "OrderCancelled": 20}
 
-        confirmed = [o for o in orders if outcome[o.order_id][0] == "OrderConfirmed"]
+        confirmed = [o for o in orders if outcome[o.order_id][0] == "OrderConfirmed"] + replayed
         # Commits and releases are sent with the outcome; give them a moment to land.
         wait_until(lambda: all(worker.get(f"/inventory/{sku}")[1]["reserved"] == 0 for sku in [*PLENTY, SCARCE_SKU]),
                    60, "every hold to be committed or released")
         check_stock(worker, confirmed)
         check_wallets(worker, confirmed)
-        check_payments(read_topic(kafka.bootstrap, settings.topic("payment-events")), orders, confirmed)
+        check_payments(read_topic(kafka.bootstrap, settings.topic("payment-events")), orders + replayed, confirmed)
         check_sagas(worker, orders, outcome)
+        windows = check_stats(worker, orders + replayed, outcome | dict.fromkeys(
+            (o.order_id for o in replayed), ("OrderConfirmed", None)))
+        assert counted(windows)[minute_start(replayed[0].occurred_at)]["placed"] == len(replayed)
         for topic in PUBLIC:
             assert read_topic(kafka.bootstrap, settings.topic(topic) + ".DLQ") == []
         repeated = copies(kafka.bootstrap, settings)
