@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit sim lint bench soak profile clean
+.PHONY: install tools run test test-unit sim lint bench soak profile clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -13,10 +13,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the app with its dev tools
 
+tools: ## Debian's chromium (dashboard test) and prometheus with promtool (metrics and alert tests), when missing
+	@if ! command -v chromium >/dev/null || ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
+	  echo "installing Debian's chromium and prometheus for the browser and Prometheus tests"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q chromium prometheus; \
+	fi
+
 run: $(STAMP) ## Start a local broker, a worker with web views, demo data and orders (Ctrl-C stops all)
 	$(PY) -m devtools.devstack
 
-test: $(STAMP) ## Lint, unit tests, the simulation's fixed seeds, then integration tests on a real local Kafka broker
+test: $(STAMP) tools ## Lint, unit tests, the simulation's fixed seeds, then integration tests on a real local Kafka broker
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest tests/unit -q

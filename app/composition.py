@@ -13,7 +13,7 @@ from agents import customers, ingress, saga, stock, wallet
 from agents.executor import Executor
 from agents.faust_io import TopicOutbox
 from agents.retry import Backoff
-from app import commands, log_level, readiness, web
+from app import commands, log_level, metrics, readiness, web
 from app.faust_app import App, create_app
 from app.topic_names import full_name
 from app.topics import declare_topics
@@ -29,7 +29,8 @@ def build(settings: Settings) -> App:
     tables = declare_tables(app, settings)
     topics = declare_topics(app, settings)
     executor = Executor(tables, TopicOutbox(topics.by_name), lambda name: full_name(settings, name),
-                        Backoff.from_settings(settings), measure=settings.stats)
+                        Backoff.from_settings(settings), measure=settings.stats,
+                        observer=metrics.register(app, settings))
     policy = SagaPolicy(payment_mode=settings.payment_mode, timeout=timedelta(seconds=settings.saga_timeout_s))
     exactly_once = settings.processing_guarantee == "exactly_once"
     ingress.register(app, topics, executor, settings.payment_mode)
@@ -38,7 +39,7 @@ def build(settings: Settings) -> App:
     stock.register(app, topics, executor, exactly_once)
     wallet.register(app, topics, executor, exactly_once)
     customers.register(app, topics, executor)
-    web.register(app, tables, topics, readiness.register(app))
+    web.register(app, tables, topics, readiness.register(app), settings.partitions)
     log_level.register(app)
     commands.register(app, settings)
     return app

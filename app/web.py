@@ -7,22 +7,27 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import orjson
 from faust import web
 from faust.types import AppT, TableT
 
+from app.stats_view import Stats, StatsUnavailable
 from app.topics import Topics
 from models.events import utc_now
-from models.handlers import CUSTOMERS, SAGAS, STOCK, WALLETS
+from models.handlers import CUSTOMERS, SAGAS, STATS, STOCK, WALLETS
 from models.order_request import order_from_request
 from models.saga import SagaState
 from models.stock import Stock
 from models.topics import ORDER_EVENTS
 from models.wallet import Wallet
+from tables.windows import WINDOWS, window_views
 
 MAX_WAIT_S = 60.0
+DASHBOARD = Path(__file__).with_name("dashboard.html")
+CSP = "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"
 POLL_S = 0.05
 View = Callable[..., Awaitable[web.Response]]
 
@@ -69,7 +74,9 @@ async def _wait_for(
         await asyncio.sleep(POLL_S)
 
 
-def register(app: AppT, tables: dict[str, TableT], topics: Topics, is_ready: Callable[[], bool]) -> None:
+def register(
+    app: AppT, tables: dict[str, TableT], topics: Topics, is_ready: Callable[[], bool], partitions: int
+) -> None:
     """Add the contract's views to the app; Faust's own pages are off (``app.faust_app.Web``)."""
 
     def owned(table: TableT, match_info: str) -> Callable[[View], View]:
@@ -110,6 +117,39 @@ def register(app: AppT, tables: dict[str, TableT], topics: Topics, is_ready: Cal
     @app.page("/health")
     class Health(Ready):
         """The same as ``/readyz``."""
+
+    stats = Stats(app, tables[STATS], partitions)
+    dashboard = DASHBOARD.read_bytes()
+
+    @app.page("/dashboard")
+    class Dashboard(web.View):
+        """The page for people: it draws what ``/stats`` and ``/metrics`` say, and loads nothing from elsewhere."""
+
+        async def get(self, request: web.Request) -> web.Response:
+            """The HTML page; its policy forbids the browser to fetch from any other origin."""
+            return self.bytes(dashboard, content_type="text/html", headers={"Content-Security-Policy": CSP})
+
+    @app.page("/stats")
+    class StatsView(web.View):
+        """Windowed counts for the whole system, newest window first."""
+
+        async def get(self, request: web.Request) -> web.Response:
+            """``?window=1m|5m``; workers ask each other with ``?scope=local`` for their own buckets."""
+            window, scope = request.query.get("window", "1m"), request.query.get("scope")
+            errors = [f"window must be one of {', '.join(WINDOWS)}"] if window not in WINDOWS else []
+            if scope not in (None, "local"):
+                errors.append("scope must be local (how workers ask each other) or left out")
+            if errors:
+                return _json(self, {"errors": errors}, status=400)
+            if not is_ready():
+                return _json(self, {"error": "worker is starting or rebalancing, retry shortly"}, status=503)
+            if scope == "local":
+                return _json(self, stats.local())
+            try:
+                buckets = await stats.everywhere(window)
+            except StatsUnavailable as exc:
+                return _json(self, {"error": str(exc)}, status=503)
+            return _json(self, {"window": window, "windows": window_views(window, buckets, utc_now())})
 
     @app.page("/orders")
     class Orders(web.View):

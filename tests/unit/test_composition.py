@@ -38,7 +38,7 @@ def test_the_agents_the_timer_and_the_start_up_tasks_are_registered() -> None:
         "saga", "stock", "wallet", "customers",
     }
     started = {task.__name__ for task in app._app_tasks}
-    assert started == {"expire_sagas", "learn_table_topics", "restore_root_log_level"}
+    assert started == {"expire_sagas", "learn_table_topics", "restore_root_log_level", "read_broker_gauges"}
 
 
 def test_the_exactly_once_transaction_manager_comes_with_the_app_not_with_an_import() -> None:
@@ -52,5 +52,5 @@ def test_faust_s_own_pages_are_not_served() -> None:
     app = build(SETTINGS)
     assert list(app.web.blueprints._enabled) == []
     paths = {view.view_path for view in app.web.views.values()}
-    assert paths == {"/livez", "/readyz", "/health", "/orders", "/orders/{order_id}", "/inventory/{sku}",
-                     "/wallets/{customer_id}", "/customers/{customer_id}"}
+    assert paths == {"/livez", "/readyz", "/health", "/stats", "/metrics", "/dashboard", "/orders",
+                     "/orders/{order_id}", "/inventory/{sku}", "/wallets/{customer_id}", "/customers/{customer_id}"}
