@@ -93,6 +93,9 @@ def banner(settings: Settings) -> str:
                curl {web}/customers/customer-1
                curl -XPOST {web}/orders -d '{ORDER_BODY}'
                curl '{web}/orders/<order_id>?wait=10'
+  Monitoring:  curl '{web}/stats?window=5m'
+               curl {web}/metrics
+               open {web}/dashboard in a browser
   With kcat:   kcat -b {broker} -C -t {settings.topic('order-events')} -f '%k %s\\n'
                kcat -b {broker} -C -t {settings.topic('saga-events')} -f '%k %s\\n'
                echo 'order-42|{ORDER_EVENT}' \\

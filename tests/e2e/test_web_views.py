@@ -113,6 +113,25 @@ def test_only_the_contract_s_pages_are_served(running: tuple[Settings, Worker], 
     assert (status, body) == (404, {"error": f"no such page: {path}"})
 
 
+@pytest.mark.parametrize(("query", "errors"), [
+    ("?window=10m", ["window must be one of 1m, 5m"]),
+    ("?scope=everything", ["scope must be local (how workers ask each other) or left out"]),
+    ("?window=&scope=x", ["window must be one of 1m, 5m",
+                          "scope must be local (how workers ask each other) or left out"]),
+])
+def test_stats_with_a_bad_query_is_400_with_every_error(
+    running: tuple[Settings, Worker], query: str, errors: list[str]
+) -> None:
+    assert running[1].get(f"/stats{query}") == (400, {"errors": errors})
+
+
+def test_stats_defaults_to_one_minute_windows_newest_first(running: tuple[Settings, Worker]) -> None:
+    status, body = running[1].get("/stats")
+    assert status == 200 and body["window"] == "1m" and len(body["windows"]) == 60
+    starts = [w["start"] for w in body["windows"]]
+    assert starts == sorted(starts, reverse=True) and body["windows"][0]["end"] > body["windows"][0]["start"]
+
+
 def test_liveness_and_readiness(running: tuple[Settings, Worker]) -> None:
     worker = running[1]
     assert worker.get("/livez") == (200, {"live": True})
