@@ -34,7 +34,8 @@ BUCKET = timedelta(minutes=1)
 RETENTION = timedelta(minutes=65)
 #: upper bounds (ms) of the saga-duration histogram; longer sagas fall in one last bucket
 DURATION_BOUNDS_MS = (
-    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000,
+    10, 25, 50, 100, 250, 500, 750, 1_000, 1_500, 2_000, 3_000, 4_000, 5_000, 6_000, 7_500, 10_000, 15_000,
+    30_000, 60_000, 120_000, 300_000, 600_000,
 )
 REASONS = ("OUT_OF_STOCK", "PAYMENT_DECLINED", "TIMEOUT")
 Reader = Callable[[str, str], bytes | None]

@@ -33,7 +33,8 @@ def test_measures_and_compensating_sends_become_counters_and_a_histogram() -> No
     assert sample("streamsaga_sagas_ended_total", status="FAILED", reason="OUT_OF_STOCK") == 1
     assert sample("streamsaga_sagas_ended_total", status="COMPLETED", reason="none") == 1
     assert sample("streamsaga_saga_duration_seconds_count") == 2
-    assert sample("streamsaga_saga_duration_seconds_bucket", le="2.5") == 1
+    assert sample("streamsaga_saga_duration_seconds_bucket", le="1.0") == 0
+    assert sample("streamsaga_saga_duration_seconds_bucket", le="2.0") == 1
     assert sample("streamsaga_saga_duration_seconds_sum") == 21.5
     assert sample("streamsaga_compensations_total", action="release_stock") == 1
     assert sample("streamsaga_retries_total", topic="t") == 1
