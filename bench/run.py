@@ -66,6 +66,8 @@ class Report:
     ceiling: dict[str, Any] = field(default_factory=dict)
     faust_floor: dict[str, Any] = field(default_factory=dict)
     throughput: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the default guarantee's throughput with the windows of /stats turned off (STREAMSAGA_STATS=0)
+    without_stats: dict[str, Any] = field(default_factory=dict)
     latency: dict[str, Any] = field(default_factory=dict)
     recovery: dict[str, Any] = field(default_factory=dict)
 
@@ -171,17 +173,19 @@ def backlog_outcomes(settings: Settings, count: int, timeout: float, label: str)
 
 
 def throughput(bootstrap: str, root: Path, guarantee: str, count: int, timeout: float,
-               commit_interval: float) -> dict[str, Any]:
+               commit_interval: float, stats: bool = True) -> dict[str, Any]:
     """Completed sagas/s with a backlog of ``count`` orders waiting when the worker starts."""
-    settings = _settings(bootstrap, root, f"tput-{guarantee.replace('_', '')}", processing_guarantee=guarantee,
-                         commit_interval_s=commit_interval)
-    say(f"{guarantee}: writing {count} orders")
+    name = f"{guarantee.replace('_', '')}{'' if stats else '-nostats'}"
+    settings = _settings(bootstrap, root, f"tput-{name}", processing_guarantee=guarantee,
+                         commit_interval_s=commit_interval, stats=stats)
+    label = guarantee if stats else f"{guarantee}, windows off"
+    say(f"{label}: writing {count} orders")
     topic = write_backlog(settings, count)
-    worker = start_worker(settings, root / f"worker-{guarantee}.log")
+    worker = start_worker(settings, root / f"worker-{name}.log")
     try:
         cpu_before = procstat.cpu_seconds(worker.pid)
         wall_before = time.monotonic()
-        times = backlog_outcomes(settings, count, timeout, f"sagas ({guarantee})")
+        times = backlog_outcomes(settings, count, timeout, f"sagas ({label})")
         cpu = procstat.cpu_seconds(worker.pid) - cpu_before
         wall = time.monotonic() - wall_before
         rss = procstat.peak_rss_mb(worker.pid)
@@ -315,6 +319,11 @@ def table(report: Report) -> str:
     alos, eos = (report.throughput.get(g, {}).get("sagas_per_s_from_start") for g in ("at_least_once", "exactly_once"))
     if alos and eos:
         rows.append(("exactly_once / at_least_once", f"{eos / alos:.2f} from the start (target: at least 0.8)"))
+    with_stats = report.throughput.get(Settings().processing_guarantee, {}).get("sagas_per_s_from_start")
+    without = report.without_stats.get("sagas_per_s_from_start")
+    if with_stats and without:
+        rows.append(("windows of /stats", f"{with_stats:,} sagas/s with them, {without:,} without "
+                     f"(STREAMSAGA_STATS=0): {with_stats / without:.2f}"))
     if report.latency:
         lat = report.latency
         rows.append((f"latency at {lat['rate_per_s']}/s", f"p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
@@ -341,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up on a guarantee's backlog after this")
     parser.add_argument("--commit-interval", type=float, default=Settings().commit_interval_s,
                         help="STREAMSAGA_COMMIT_INTERVAL_S of the throughput runs")
+    parser.add_argument("--stats-cost", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the default guarantee with the windows of /stats off, to show their cost")
     args = parser.parse_args(argv)
 
     report = Report(machine={"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
@@ -359,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
                 report.throughput[guarantee] = throughput(kafka.bootstrap, root, guarantee, args.orders, args.timeout,
                                                           args.commit_interval)
             default = Settings().processing_guarantee  # latency is measured under the default guarantee
+            if args.stats_cost and default in report.throughput:
+                report.without_stats = throughput(kafka.bootstrap, root, default, args.orders, args.timeout,
+                                                  args.commit_interval, stats=False)
             best = report.throughput.get(default, {}).get("sagas_per_s")
             if best and args.latency_seconds > 0:
                 report.latency = latency(kafka.bootstrap, root, best / 2, args.latency_seconds)
