@@ -13,7 +13,7 @@ from agents import customers, ingress, saga, stock, wallet
 from agents.executor import Executor
 from agents.faust_io import TopicOutbox
 from agents.retry import Backoff
-from app import commands, log_level, metrics, readiness, web
+from app import log_level, metrics, readiness, web
 from app.faust_app import App, create_app
 from app.topic_names import full_name
 from app.topics import declare_topics
@@ -41,5 +41,4 @@ def build(settings: Settings) -> App:
     customers.register(app, topics, executor)
     web.register(app, tables, topics, readiness.register(app), settings.partitions)
     log_level.register(app)
-    commands.register(app, settings)
     return app

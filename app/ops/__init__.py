@@ -1,0 +1,1 @@
+"""``streamsaga``'s operator commands: replay, dlq, tables, load, topics, schemas (``app.ops.cli``)."""
