@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
@@ -66,8 +66,11 @@ class Store(rocksdb.Store):
         if mine and self.settings.bulk_restore_min_records > 0:
             await self.bulk_restore(mine)
 
-    async def bulk_restore(self, tps: Iterable[TP]) -> int:
-        """Apply changelog records from each partition's persisted offset to its end; how many."""
+    async def bulk_restore(self, tps: Iterable[TP], progress: Callable[[int], Any] | None = None) -> int:
+        """Apply changelog records from each partition's persisted offset to its end; how many.
+
+        ``progress`` hears how many records each write batch applied (``streamsaga tables rebuild``).
+        """
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_servers,
             group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
@@ -76,11 +79,13 @@ class Store(rocksdb.Store):
         )
         await consumer.start()
         try:
-            return await self._restore_with(consumer, list(tps))
+            return await self._restore_with(consumer, list(tps), progress)
         finally:
             await consumer.stop()
 
-    async def _restore_with(self, consumer: AIOKafkaConsumer, tps: list[TP]) -> int:
+    async def _restore_with(
+        self, consumer: AIOKafkaConsumer, tps: list[TP], progress: Callable[[int], Any] | None = None
+    ) -> int:
         """Read every far-behind partition to the end it had when we started."""
         parts = [TopicPartition(tp.topic, tp.partition) for tp in tps]
         consumer.assign(parts)
@@ -104,7 +109,10 @@ class Store(rocksdb.Store):
                 continue
             idle_since = now
             for tp, records in batch.items():
-                applied += self._write(tp, records)
+                written = self._write(tp, records)
+                applied += written
+                if progress is not None:
+                    progress(written)
                 if await consumer.position(tp) >= pending[tp]:
                     del pending[tp]
             if now - shown >= PROGRESS_EVERY_S:
