@@ -13,11 +13,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the app with its dev tools
 
-tools: ## Debian's chromium (dashboard test) and prometheus with promtool (metrics and alert tests), when missing
-	@if ! command -v chromium >/dev/null || ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
-	  echo "installing Debian's chromium and prometheus for the browser and Prometheus tests"; \
+tools: ## Debian's chromium (dashboard test), prometheus with promtool (metrics, alerts) and kcat (README lines), when missing
+	@if ! command -v chromium >/dev/null || ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null || ! command -v kcat >/dev/null; then \
+	  echo "installing Debian's chromium, prometheus and kcat for the browser, Prometheus and kcat tests"; \
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q chromium prometheus; \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q chromium prometheus kcat; \
 	fi
 
 run: $(STAMP) ## Start a local broker, a worker with web views, demo data and orders (Ctrl-C stops all)

@@ -47,14 +47,17 @@ def start_broker(settings: Settings) -> LocalKafka | None:
     return kafka.start(timeout=120)
 
 
-def start_worker(settings: Settings, log_path: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start ``streamsaga worker`` with these settings and wait until its views answer."""
+def start_worker(
+    settings: Settings, log_path: Path | None = None, program: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``streamsaga worker`` (or ``program worker``) with these settings and wait until its views answer."""
     log_path = log_path or settings.data_dir / "worker.log"
     _say(f"starting the worker; its log is {log_path}")
-    streamsaga = str(Path(sys.executable).with_name("streamsaga"))
+    program = program or [str(Path(sys.executable).with_name("streamsaga"))]
     process = subprocess.Popen(
-        [streamsaga, "worker", "-l", settings.log_level], stdout=log_path.open("ab"),
-        stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **settings.to_env()},
+        [*program, "worker", "-l", settings.log_level], stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **settings.to_env(), **(env or {})},
     )
     deadline = time.monotonic() + WORKER_START_TIMEOUT_S
     while time.monotonic() < deadline:

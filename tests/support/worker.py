@@ -25,6 +25,9 @@ class Worker:
     settings: Settings
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    #: what to run instead of ``streamsaga`` (a test's launcher), and extra environment
+    program: list[str] | None = None
+    env: dict[str, str] | None = None
 
     @property
     def url(self) -> str:
@@ -34,7 +37,7 @@ class Worker:
     def start(self) -> Worker:
         """Start the worker and wait until it says it is ready; a failure shows the log's end."""
         try:
-            self.process = start_worker(self.settings, self.log_path)
+            self.process = start_worker(self.settings, self.log_path, self.program, self.env)
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}\n{self.log_tail()}") from None
         return self
