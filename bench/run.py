@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,16 +45,13 @@ def say(text: str) -> None:
 
 
 def progress(label: str, total: int) -> Any:
-    """A callback printing ``label done/total`` at most twice a second."""
-    last = [0.0]
+    """A callback moving a tqdm bar to ``done`` of ``total``; the bar closes when it gets there."""
+    bar = tqdm(total=total, desc=f"  {label}", file=sys.stderr, mininterval=0.5, dynamic_ncols=True)
 
     def show(done: int) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 0.5 or done >= total:
-            last[0] = now
-            bar = "#" * int(30 * done / max(total, 1))
-            print(f"\r  {label} [{bar:<30}] {done}/{total}", end="\n" if done >= total else "",
-                  file=sys.stderr, flush=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
 
     return show
 

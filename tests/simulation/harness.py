@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from tqdm import tqdm
+
 from simulation.invariants import check, summary
 from simulation.scenario import Input, Scenario, generate
 from simulation.simulator import REAL, Handlers, Result, simulate
@@ -200,23 +202,16 @@ def _orders(scenario: Scenario) -> int:
 
 
 class Progress:
-    """A text progress bar on stderr."""
+    """A tqdm progress bar of seeds on stderr, with how many failed."""
 
-    def __init__(self, total: int, width: int = 40, stream: TextIO | None = None) -> None:
-        self.total, self.width = total, width
-        self.stream = stream or sys.stderr
-        self.done = self.failed = 0
-        self.started = time.perf_counter()
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        self.failed = 0
+        self.bar = tqdm(total=total, unit="seed", file=stream or sys.stderr, dynamic_ncols=True)
 
     def update(self, failed: bool) -> None:
-        self.done += 1
         self.failed += failed
-        filled = self.width * self.done // max(1, self.total)
-        elapsed = time.perf_counter() - self.started
-        left = elapsed / self.done * (self.total - self.done)
-        line = (f"\r[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} seeds,"
-                f" {self.failed} failed, {elapsed:.0f} s, ~{left:.0f} s left ")
-        print(line, end="", file=self.stream, flush=True)
+        self.bar.set_postfix(failed=self.failed, refresh=False)
+        self.bar.update(1)
 
     def close(self) -> None:
-        print(file=self.stream)
+        self.bar.close()
