@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from typing import Any, cast
+
 from faust.types import StreamT, TopicT
 
 from agents.executor import Executor, Headers
@@ -11,14 +15,17 @@ from models.handlers import Handler
 
 
 class TopicOutbox:
-    """Sends to Faust topics by full name (public, internal and dead-letter topics)."""
+    """Sends to Faust topics by full name (public, internal and dead-letter topics); ``track`` hears of each."""
 
-    def __init__(self, topics: dict[str, TopicT]) -> None:
-        self.topics = topics
+    def __init__(self, topics: dict[str, TopicT],
+                 track: Callable[[str, asyncio.Future[Any]], None] | None = None) -> None:
+        self.topics, self.track = topics, track
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
         """Hand the message to Faust's producer; Faust flushes it before committing the input."""
-        await self.topics[topic].send(key=key, value=value, headers=list(headers))
+        sent = await self.topics[topic].send(key=key, value=value, headers=list(headers))
+        if self.track is not None:
+            self.track(topic, cast(asyncio.Future[Any], sent))
 
 
 async def consume(stream: StreamT, executor: Executor, handler: Handler) -> None:

@@ -28,9 +28,10 @@ def build(settings: Settings) -> App:
     app = create_app(settings)
     tables = declare_tables(app, settings)
     topics = declare_topics(app, settings)
-    executor = Executor(tables, TopicOutbox(topics.by_name), lambda name: full_name(settings, name),
-                        Backoff.from_settings(settings), measure=settings.stats,
-                        observer=metrics.register(app, settings))
+    measured = metrics.register(app, settings)
+    executor = Executor(tables, TopicOutbox(topics.by_name, measured.sends.track),
+                        lambda name: full_name(settings, name), Backoff.from_settings(settings),
+                        measure=settings.stats, observer=measured.saga)
     policy = SagaPolicy(payment_mode=settings.payment_mode, timeout=timedelta(seconds=settings.saga_timeout_s))
     exactly_once = settings.processing_guarantee == "exactly_once"
     ingress.register(app, topics, executor, settings.payment_mode)

@@ -44,6 +44,7 @@ class Settings:
     retry_max_s: float = 10.0
     stats: bool = True
     metrics_interval_s: float = 10.0
+    faust_sensors: bool = False
     demo_orders: bool = True
     demo_order_interval_s: float = 1.0
     log_level: str = "info"

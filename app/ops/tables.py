@@ -62,7 +62,8 @@ def add(commands: Any) -> None:
                            "exit 1 on any difference")
     audit.add_argument("--url", help="a worker's web address (default: STREAMSAGA_WEB_HOST and _WEB_PORT)")
     audit.add_argument("--wait", type=float, default=60.0,
-                       help="seconds to wait for orders still in progress before auditing (default 60)")
+                       help="seconds a difference may last before it counts: a busy system differs for a moment "
+                       "(default 60)")
     sub.add_parser("rebuild", help="rebuild a stopped worker's local tables (STREAMSAGA_DATA_DIR) from the "
                    "changelogs")
     parser.set_defaults(run=run)
@@ -137,22 +138,23 @@ async def read_history(settings: Settings) -> History:
 
 
 async def audit(settings: Settings, url: str, wait: float) -> int:
-    """Every difference between the views and the events, one per line; exit 1 if there is one."""
-    history = await read_history(settings)
-    deadline = asyncio.get_running_loop().time() + wait
-    while history.in_progress and asyncio.get_running_loop().time() < deadline:
-        print(f"{len(history.in_progress)} orders still in progress; waiting")
-        await asyncio.sleep(min(5.0, max(0.0, deadline - asyncio.get_running_loop().time())))
-        history = await read_history(settings)
-    problems = [f"order {order_id}: placed, no outcome after {wait:.0f} s" for order_id in history.in_progress]
+    """Every difference between the views and the events, one per line; exit 1 if there is one.
+
+    A system still at work differs for a moment (an order without its outcome yet, a hold its
+    commit has not reached): the audit compares again until nothing differs or ``wait`` seconds
+    have passed, and reports what still differs then.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        views = Views(session, url)
-        problems += await _stock(views, history)
-        if settings.payment_mode == "internal":
-            problems += await _wallets(views, history)
-        problems += await _sagas(views, history)
-        problems += await _customers(views, history)
-        problems += await _stats(views, history)
+        while True:
+            history = await read_history(settings)
+            problems = await _differences(settings, Views(session, url), history)
+            if not problems or loop.time() >= deadline:
+                break
+            print(f"{len(problems)} differences, {len(history.in_progress)} orders in progress; "
+                  f"comparing again (up to {max(0.0, deadline - loop.time()):.0f} s more)")
+            await asyncio.sleep(min(5.0, max(0.0, deadline - loop.time())))
     for problem in problems:
         print(problem)
     checked = (f"{len(set(history.added) | _ordered_skus(history))} skus, {len(history.funded)} wallets, "
@@ -162,6 +164,18 @@ async def audit(settings: Settings, url: str, wait: float) -> int:
         return 1
     print(f"audit passed: {checked} and the windows of /stats agree with the events")
     return 0
+
+
+async def _differences(settings: Settings, views: Views, history: History) -> list[str]:
+    """What the views say that the events do not."""
+    problems = [f"order {order_id}: placed, no outcome yet" for order_id in history.in_progress]
+    problems += await _stock(views, history)
+    if settings.payment_mode == "internal":
+        problems += await _wallets(views, history)
+    problems += await _sagas(views, history)
+    problems += await _customers(views, history)
+    problems += await _stats(views, history)
+    return problems
 
 
 class Views:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from config.settings import Settings
 from devtools.kafka_local import LocalKafka
@@ -130,6 +132,16 @@ def test_stats_defaults_to_one_minute_windows_newest_first(running: tuple[Settin
     assert status == 200 and body["window"] == "1m" and len(body["windows"]) == 60
     starts = [w["start"] for w in body["windows"]]
     assert starts == sorted(starts, reverse=True) and body["windows"][0]["end"] > body["windows"][0]["start"]
+
+
+def test_metrics_are_served_in_prometheus_text_format_without_faust_s_sensors_by_default(
+    running: tuple[Settings, Worker]
+) -> None:
+    with urllib.request.urlopen(f"{running[1].url}/metrics", timeout=10) as response:
+        assert response.status == 200 and response.headers["Content-Type"].startswith("text/plain; version=")
+        names = {family.name for family in text_string_to_metric_families(response.read().decode())}
+    assert {"streamsaga_sagas_started", "streamsaga_producer_sends", "streamsaga_consumer_lag_messages"} <= names
+    assert not any(name.startswith("faust_") for name in names)
 
 
 def test_liveness_and_readiness(running: tuple[Settings, Worker]) -> None:

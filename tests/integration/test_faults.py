@@ -121,8 +121,11 @@ def _check_outcomes(bootstrap: str, settings: Settings, orders: list[OrderPlaced
 def _check_balances(bootstrap: str, settings: Settings, worker: Worker, orders: list[OrderPlaced],
                     outcome: dict[str, Outcome]) -> None:
     """Guarantees 2 and 3, and nothing dead-lettered, once every hold is committed or released."""
-    wait_until(lambda: all(_reserved(worker, sku) == 0 for sku in STOCKED_SKUS), 60,
-               "every hold to be committed or released")
+    try:
+        wait_until(lambda: all(_reserved(worker, sku) == 0 for sku in STOCKED_SKUS), 60,
+                   "every hold to be committed or released")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; holds left: {_holds_left(bootstrap, settings)}") from None
     confirmed = [o for o in orders if outcome[o.order_id][0] == "OrderConfirmed"]
     check_stock(worker, confirmed)
     check_wallets(worker, confirmed)
@@ -130,6 +133,15 @@ def _check_balances(bootstrap: str, settings: Settings, worker: Worker, orders: 
     check_sagas(worker, orders, outcome)
     for topic in PUBLIC:
         assert read_topic(bootstrap, settings.topic(topic) + ".DLQ") == [], topic
+
+
+def _holds_left(bootstrap: str, settings: Settings) -> dict[str, Any]:
+    """Each sku's holds (order -> quantity) as the stock changelog last has them, and those orders' sagas."""
+    last = {r.key: r.body for r in read_topic(bootstrap, f"{settings.group_id}-stock-changelog") if r.key}
+    holds = {key.decode(): body["holds"] for key, body in last.items() if body.get("holds")}
+    sagas = {r.key.decode(): r.body for r in read_topic(bootstrap, f"{settings.group_id}-sagas-changelog")
+             if r.key and any(r.key.decode() in each for each in holds.values())}
+    return {"holds": holds, "sagas": sagas}
 
 
 def _reserved(worker: Worker, sku: str) -> int | None:

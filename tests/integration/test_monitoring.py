@@ -89,7 +89,7 @@ def broker_lag(bootstrap: str, settings: Settings) -> dict[tuple[str, int], floa
 
 
 def test_metrics_count_the_run_and_a_real_prometheus_reads_them(kafka: LocalKafka, tmp_path: Path) -> None:
-    settings = new_settings(kafka.bootstrap, tmp_path, "metrics", metrics_interval_s=1.0)
+    settings = new_settings(kafka.bootstrap, tmp_path, "metrics", metrics_interval_s=1.0, faust_sensors=True)
     setup_topics(settings)
     write_events(settings, seed())
     worker = Worker(settings, tmp_path / "worker.log").start()

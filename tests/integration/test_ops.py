@@ -240,7 +240,7 @@ def test_load_then_an_audit_that_passes_and_one_that_catches_a_tampered_table(
     assert "rebuilt 6 tables" in rebuilt, rebuilt
     worker = Worker(settings, tmp_path / "worker.log").start()
     try:
-        result = streamsaga(settings, "tables", "audit")
+        result = streamsaga(settings, "tables", "audit", "--wait", "10")  # a tampered value does not go away
         assert result.returncode == 1, result.stdout + result.stderr
         differences = [line for line in result.stdout.splitlines() if line.startswith("stock ")]
         assert len(differences) == 1 and differences[0].startswith("stock SKU-A:"), result.stdout

@@ -33,6 +33,7 @@ DEFAULTS = {
     "retry_max_s": 10.0,
     "stats": True,
     "metrics_interval_s": 10.0,
+    "faust_sensors": False,
     "demo_orders": True,
     "demo_order_interval_s": 1.0,
     "log_level": "info",
