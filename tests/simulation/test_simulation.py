@@ -126,7 +126,7 @@ def test_the_runner_replays_a_seed_and_a_saved_scenario() -> None:
     many = subprocess.run([*runner, "--seeds", "3", "--orders", "10", "--jobs", "1"], cwd=ROOT, capture_output=True,
                           text=True)
     assert many.returncode == 0 and "3 seeds, 0 failed" in many.stdout, many.stdout + many.stderr
-    assert "3/3 seeds" in many.stderr  # the progress bar
+    assert "3/3 [" in many.stderr and "failed=0" in many.stderr  # the progress bar
     path = save_replay(generate(5, 20), "test-runner")
     again = subprocess.run([*runner, "--replay", str(path)], cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0 and "OK" in again.stdout, again.stdout + again.stderr
