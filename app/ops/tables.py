@@ -161,6 +161,9 @@ async def audit(settings: Settings, url: str, wait: float) -> int:
                f"{len(history.orders)} orders, {len(history.customers)} customers")
     if problems:
         print(f"audit FAILED: {len(problems)} differences ({checked} checked)")
+        if history.in_progress:
+            print(f"{len(history.in_progress)} orders were still in progress: an exact audit needs a system at rest "
+                  "(no one placing orders, e.g. make run with STREAMSAGA_DEMO_ORDERS=0)")
         return 1
     print(f"audit passed: {checked} and the windows of /stats agree with the events")
     return 0
