@@ -8,6 +8,7 @@ and wallets, each confirmed order charged once, nothing dead-lettered.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import random
@@ -22,11 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
-from app.topic_names import all_topic_names, changelog_names
+from app.topic_names import INTERNAL_TOPICS, all_topic_names, changelog_names
 from config.settings import Settings
 from devtools.kafka_local import LocalKafka, free_port
 from models.events import OrderPlaced
+from models.topics import INPUT_TOPICS
 from support.scenario import (
     ALL_SKUS,
     CUSTOMERS,
@@ -169,8 +173,33 @@ def _settle(bootstrap: str, settings: Settings, orders: list[OrderPlaced], what:
         detail = views or missing[:5]
         trail = _trail(bootstrap, settings, missing[0]) if missing else ""
         raise AssertionError(f"{timeout}: {len(missing)} orders without an outcome, e.g. {detail}\n"
-                             f"what every topic holds of {missing[:1]}:\n{trail}") from None
+                             f"what every topic holds of {missing[:1]}:\n{trail}\n"
+                             f"input partitions behind (end offset, the group's committed offset): "
+                             f"{_behind(bootstrap, settings)}") from None
     wait_quiet(bootstrap, all_topic_names(settings), 60)
+
+
+def _behind(bootstrap: str, settings: Settings) -> dict[str, tuple[int, int | None]]:
+    """Input partitions whose committed offset is short of their end: which one stalled, and where."""
+    topics = [settings.topic(name) for name in INPUT_TOPICS] + [settings.internal_topic(name)
+                                                              for name in INTERNAL_TOPICS]
+    tps = [TopicPartition(topic, p) for topic in topics for p in range(settings.partitions)]
+
+    async def run() -> dict[str, tuple[int, int | None]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await consumer.start()
+        await admin.start()
+        try:
+            ends = await consumer.end_offsets(tps)
+            done = await admin.list_consumer_group_offsets(settings.group_id, partitions=tps)
+            return {f"{tp.topic}[{tp.partition}]": (ends[tp], done[tp].offset if tp in done else None)
+                    for tp in tps if tp not in done or ends[tp] - done[tp].offset > 1}
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    return asyncio.run(run())
 
 
 def _trail(bootstrap: str, settings: Settings, order_id: str) -> str:
