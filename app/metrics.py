@@ -22,14 +22,14 @@ from faust.types import AppT
 from mode.types.signals import BaseSignalT
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from app.topic_names import INTERNAL_TOPICS
+from app.topic_names import input_topic_names
 from config.settings import Settings
 from models.commands import RefundWallet, ReleaseStock
 from models.effects import Effects
 from models.events import CustomerNotified, OrderCancelled, PaymentRefunded
 from models.measures import Ended, Placed
 from models.stats import DURATION_BOUNDS_MS, duration_ms
-from models.topics import INPUT_TOPICS, dead_letter_name
+from models.topics import dead_letter_name
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,7 @@ class BrokerGauges:
 
     def __init__(self, app: AppT, settings: Settings, registry: CollectorRegistry) -> None:
         self.app, self.settings = app, settings
-        inputs = [settings.topic(name) for name in INPUT_TOPICS]
-        inputs += [settings.internal_topic(name) for name in INTERNAL_TOPICS]
+        inputs = input_topic_names(settings)
         self.inputs = set(inputs)
         self.dead_letter_topics = [dead_letter_name(name) for name in inputs]
         self.lag = Gauge("streamsaga_consumer_lag_messages",

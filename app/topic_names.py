@@ -5,7 +5,7 @@ from __future__ import annotations
 from config.settings import Settings
 from models import commands
 from models.handlers import TABLES
-from models.topics import PUBLIC_TOPICS, dead_letter_name
+from models.topics import INPUT_TOPICS, PUBLIC_TOPICS, dead_letter_name
 
 INTERNAL_TOPICS = (commands.SAGA, commands.STOCK, commands.WALLET, commands.CUSTOMER)
 
@@ -13,6 +13,11 @@ INTERNAL_TOPICS = (commands.SAGA, commands.STOCK, commands.WALLET, commands.CUST
 def full_name(settings: Settings, name: str) -> str:
     """The full name of a public or internal topic given by its logical name."""
     return settings.internal_topic(name) if name in INTERNAL_TOPICS else settings.topic(name)
+
+
+def input_topic_names(settings: Settings) -> list[str]:
+    """Every topic the agents consume, with full names: the public inputs and the internal topics."""
+    return [settings.topic(name) for name in INPUT_TOPICS] + [settings.internal_topic(name) for name in INTERNAL_TOPICS]
 
 
 def changelog_names(settings: Settings) -> list[str]:

@@ -8,7 +8,6 @@ and wallets, each confirmed order charged once, nothing dead-lettered.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import random
@@ -23,14 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
-from app.topic_names import INTERNAL_TOPICS, all_topic_names, changelog_names
+from app.topic_names import all_topic_names, changelog_names
 from config.settings import Settings
 from devtools.kafka_local import LocalKafka, free_port
 from models.events import OrderPlaced
-from models.topics import INPUT_TOPICS
 from support.scenario import (
     ALL_SKUS,
     CUSTOMERS,
@@ -57,7 +53,7 @@ from support.scenario import (
     wait_for_seed,
 )
 from support.stats import check_stats, counted, stats
-from support.topics import read_topic, setup_topics, wait_quiet, wait_until, write_events
+from support.topics import group_offsets, read_topic, setup_topics, wait_quiet, wait_until, write_events
 from support.worker import Worker, new_settings
 
 pytestmark = pytest.mark.integration
@@ -181,25 +177,8 @@ def _settle(bootstrap: str, settings: Settings, orders: list[OrderPlaced], what:
 
 def _behind(bootstrap: str, settings: Settings) -> dict[str, tuple[int, int | None]]:
     """Input partitions whose committed offset is short of their end: which one stalled, and where."""
-    topics = [settings.topic(name) for name in INPUT_TOPICS] + [settings.internal_topic(name)
-                                                              for name in INTERNAL_TOPICS]
-    tps = [TopicPartition(topic, p) for topic in topics for p in range(settings.partitions)]
-
-    async def run() -> dict[str, tuple[int, int | None]]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await consumer.start()
-        await admin.start()
-        try:
-            ends = await consumer.end_offsets(tps)
-            done = await admin.list_consumer_group_offsets(settings.group_id, partitions=tps)
-            return {f"{tp.topic}[{tp.partition}]": (ends[tp], done[tp].offset if tp in done else None)
-                    for tp in tps if tp not in done or ends[tp] - done[tp].offset > 1}
-        finally:
-            await consumer.stop()
-            await admin.close()
-
-    return asyncio.run(run())
+    return {f"{tp.topic}[{tp.partition}]": (end, done) for tp, (end, done) in group_offsets(bootstrap, settings).items()
+            if done is None or end - done > 1}
 
 
 def _trail(bootstrap: str, settings: Settings, order_id: str) -> str:

@@ -3,7 +3,6 @@ the alerting rules checked by promtool."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import shutil
 import subprocess
@@ -15,17 +14,14 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.topic_names import INTERNAL_TOPICS, all_topic_names
+from app.topic_names import all_topic_names
 from config.settings import Settings
 from devtools.devstack import stop_process
 from devtools.kafka_local import LocalKafka, free_port
-from models.topics import INPUT_TOPICS
 from support.scenario import Mix, build_orders, seed, terminal, wait_for_seed
-from support.topics import read_topic, setup_topics, wait_quiet, wait_until, write_events, write_raw
+from support.topics import group_offsets, read_topic, setup_topics, wait_quiet, wait_until, write_events, write_raw
 from support.worker import Worker, new_settings
 
 pytestmark = pytest.mark.integration
@@ -68,24 +64,8 @@ def lags(samples: Samples) -> dict[tuple[str, int], float]:
 
 def broker_lag(bootstrap: str, settings: Settings) -> dict[tuple[str, int], float]:
     """End offset minus the group's committed offset of every input partition, asked of the broker."""
-    topics = [settings.topic(name) for name in INPUT_TOPICS]
-    topics += [settings.internal_topic(name) for name in INTERNAL_TOPICS]
-    tps = [TopicPartition(topic, p) for topic in topics for p in range(settings.partitions)]
-
-    async def run() -> dict[tuple[str, int], float]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await consumer.start()
-        await admin.start()
-        try:
-            ends = await consumer.end_offsets(tps)
-            committed = await admin.list_consumer_group_offsets(settings.group_id, partitions=tps)
-            return {(tp.topic, tp.partition): float(ends[tp] - committed[tp].offset) for tp in tps}
-        finally:
-            await consumer.stop()
-            await admin.close()
-
-    return asyncio.run(run())
+    return {(tp.topic, tp.partition): float(end - (done or 0))
+            for tp, (end, done) in group_offsets(bootstrap, settings).items()}
 
 
 def test_metrics_count_the_run_and_a_real_prometheus_reads_them(kafka: LocalKafka, tmp_path: Path) -> None:

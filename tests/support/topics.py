@@ -10,8 +10,10 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from app.admin import ensure_topics
+from app.topic_names import input_topic_names
 from config.settings import Settings
 from devtools.demo import produce
 from models.events import Event
@@ -134,3 +136,23 @@ def wait_quiet(bootstrap: str, topics: Iterable[str], timeout: float, every: flo
 
     wait_until(quiet, timeout, f"{names} to stop growing", every=every)
     return last[-1]
+
+
+def group_offsets(bootstrap: str, settings: Settings) -> dict[TopicPartition, tuple[int, int | None]]:
+    """Each input partition's end offset and the app group's committed offset there (None if none)."""
+    tps = [TopicPartition(topic, p) for topic in input_topic_names(settings) for p in range(settings.partitions)]
+
+    async def run() -> dict[TopicPartition, tuple[int, int | None]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed")
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await consumer.start()
+        await admin.start()
+        try:
+            ends = await consumer.end_offsets(tps)
+            done = await admin.list_consumer_group_offsets(settings.group_id, partitions=tps)
+            return {tp: (ends[tp], done[tp].offset if tp in done else None) for tp in tps}
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    return asyncio.run(run())
