@@ -8,6 +8,9 @@
 - A new assignment is paused only after a few awaits; we pause it at once.
 - Under exactly_once the end of a changelog partition is read from the last fetch response, which a
   partition just assigned has not had: we ask the broker.
+- A fetch still waiting in the consumer thread when a rebalance stops Faust's fetcher goes on after the
+  rebalance and takes the first records of the new assignment, past the seek, for a caller who is gone.
+  Those partitions were never consumed again (orders stuck after a group member died). We rewind them.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import asyncio
 from collections.abc import Mapping
 from typing import cast
 
+import aiokafka
 from faust.tables import TableManager as FaustTableManager
 from faust.tables.recovery import Recovery as FaustRecovery
+from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -96,6 +101,32 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         return cast(Mapping[TP, int], await self._ensure_consumer().end_offsets(partitions))
+
+    async def _fetch_records(
+        self,
+        consumer: aiokafka.AIOKafkaConsumer,
+        active_partitions: set[TP],
+        timeout: float | None = None,
+        max_records: int | None = None,
+    ) -> RecordMap:
+        """Faust's fetch, giving back what it took if a rebalance began while it waited.
+
+        Faust stops its fetcher when a rebalance starts, but the fetch it was awaiting here is not
+        cancelled: it waits out the rebalance and takes records from the new positions the recovery has
+        just seeked to, for a caller who is gone. Those partitions' positions then lie past records
+        nobody processes. Rewinding each to its first record taken leaves them as if never fetched.
+        """
+        app = self.consumer.app
+        generation = app.consumer_generation_id
+        records = await super()._fetch_records(consumer, active_partitions, timeout, max_records)
+        if records and (app.consumer_generation_id != generation or not self.consumer.flow_active):
+            assigned = consumer.assignment()
+            rewound = {tp: batch[0].offset for tp, batch in records.items() if batch and tp in assigned}
+            for tp, offset in rewound.items():
+                consumer.seek(tp, offset)
+            self.log.info("Gave back records fetched across a rebalance: %s", sorted(rewound.items()))
+            return {}
+        return records
 
 
 class Consumer(faust_aiokafka.Consumer):

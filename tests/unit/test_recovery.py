@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -99,3 +101,55 @@ def test_the_end_of_a_changelog_comes_from_the_broker_under_exactly_once_too() -
     changelog = TP("app-sagas-changelog", 2)
 
     assert asyncio.run(thread._highwaters([changelog])) == {changelog: 328}
+
+
+class RecordingAiokafka:
+    """An aiokafka consumer whose buffered fetch returns while ``during_wait`` happens to the app."""
+
+    def __init__(self, records: dict[TP, list[Any]], during_wait: Any) -> None:
+        self._closed = False
+        self._records = records
+        self._during_wait = during_wait
+        self._fetcher = self
+        self._subscriptions = SimpleNamespace(fetch_context=contextlib.nullcontext)
+        self.seeks: list[tuple[TP, int]] = []
+
+    async def fetched_records(self, partitions: set[TP], timeout: float, max_records: int | None) -> Any:
+        self._during_wait()
+        return self._records
+
+    def assignment(self) -> set[TP]:
+        return {TP("replies", 0), TP("replies", 1)}
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def _fetch(during_wait: Any) -> tuple[Any, RecordingAiokafka]:
+    """What the consumer thread hands Faust for a fetch of two partitions, and the seeks it made."""
+    records = {TP("replies", 0): [SimpleNamespace(offset=21), SimpleNamespace(offset=22)],
+               TP("replies", 1): [SimpleNamespace(offset=7)]}
+    app = SimpleNamespace(consumer_generation_id=2)
+    consumer = RecordingAiokafka(records, lambda: during_wait(app))
+    thread = ConsumerThread.__new__(ConsumerThread)  # no thread: only the fetch
+    thread.consumer = SimpleNamespace(app=app, flow_active=True)  # type: ignore[assignment]
+    thread.log = logging.getLogger(__name__)  # type: ignore[assignment]  # a service sets it when it starts
+    fetched = asyncio.run(thread._fetch_records(consumer, set(records), timeout=1.0))  # type: ignore[arg-type]
+    return fetched, consumer
+
+
+def test_records_fetched_for_a_caller_gone_in_a_rebalance_are_given_back() -> None:
+    def rebalance(app: Any) -> None:
+        app.consumer_generation_id = 3
+
+    fetched, consumer = _fetch(rebalance)
+
+    assert fetched == {}
+    assert sorted(consumer.seeks) == [(TP("replies", 0), 21), (TP("replies", 1), 7)]
+
+
+def test_records_fetched_within_one_generation_reach_faust() -> None:
+    fetched, consumer = _fetch(lambda app: None)
+
+    assert [r.offset for r in fetched[TP("replies", 0)]] == [21, 22]
+    assert consumer.seeks == []
