@@ -2,6 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: install tools run test test-unit sim lint bench soak profile clean
 
@@ -12,6 +13,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the app with its dev tools
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
 tools: ## Debian's chromium (dashboard test), prometheus with promtool (metrics, alerts) and kcat (README lines), when missing
 	@if ! command -v chromium >/dev/null || ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null || ! command -v kcat >/dev/null; then \
@@ -39,7 +44,7 @@ ORDERS ?= 200
 sim: $(STAMP) ## Simulate the topology for many seeds, with a progress bar (SEEDS=1000 ORDERS=200 SIM_ARGS=...)
 	$(PY) tests/simulation/run.py --seeds $(SEEDS) --orders $(ORDERS) $(SIM_ARGS)
 
-bench: $(STAMP) ## Throughput, latency and recovery beside a raw aiokafka ceiling (BENCH_ARGS=--orders 50000 ...)
+bench: $(BENCH_STAMP) ## Throughput, latency and recovery beside an aiokafka ceiling and Faust and Quix Streams floors (BENCH_ARGS=--orders 50000 ...)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 soak: $(STAMP) ## Repeated kill -9 runs at scale; exits 1 if any order is left without an outcome (SOAK_ARGS=--runs 6 ...)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.admin import ensure_topics  # noqa: E402
-from app.topic_names import all_topic_names  # noqa: E402
+from app.topic_names import all_topic_names, changelog_names, input_topic_names  # noqa: E402
 from bench import kafka_io, procstat, workload  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from devtools.demo import produce  # noqa: E402
@@ -63,6 +63,8 @@ class Report:
     machine: dict[str, Any] = field(default_factory=dict)
     ceiling: dict[str, Any] = field(default_factory=dict)
     faust_floor: dict[str, Any] = field(default_factory=dict)
+    quix_floor: dict[str, Any] = field(default_factory=dict)
+    default_guarantee: str = field(default_factory=lambda: Settings().processing_guarantee)
     throughput: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: the default guarantee's throughput with the windows of /stats turned off (STREAMSAGA_STATS=0)
     without_stats: dict[str, Any] = field(default_factory=dict)
@@ -105,23 +107,44 @@ async def _ceiling(bootstrap: str, count: int, size: int) -> dict[str, Any]:
 
 def faust_floor(bootstrap: str, root: Path, count: int, size: int) -> dict[str, Any]:
     """The same pass-through as one Faust agent (bench/faust_passthrough.py): Faust's cost per message."""
-    source, sink = "bench-faust-in", "bench-faust-out"
+    return _passthrough(bootstrap, root, "faust", count, size,
+                        ["faust_passthrough.py", "worker", "-l", "warn"], f"kafka://{bootstrap}")
+
+
+def quix_floor(bootstrap: str, root: Path, count: int, size: int) -> dict[str, Any]:
+    """The same pass-through in Quix Streams (bench/quix_passthrough.py): what Faust's cost is measured against."""
+    return _passthrough(bootstrap, root, "quix", count, size, ["quix_passthrough.py"], bootstrap)
+
+
+def _passthrough(bootstrap: str, root: Path, name: str, count: int, size: int, argv: list[str],
+                 broker: str) -> dict[str, Any]:
+    """Run one pass-through program on ``count`` waiting messages; its rate and the cores it used."""
+    source, sink = f"bench-{name}-in", f"bench-{name}-out"
     asyncio.run(kafka_io.create_topics(bootstrap, [source, sink]))
     asyncio.run(kafka_io.bulk_write(bootstrap, source, ((f"k{n}".encode(), b"x" * size) for n in range(count))))
-    env = {**os.environ, "BENCH_BROKER": f"kafka://{bootstrap}", "BENCH_APP_ID": "bench-faust-floor",
+    env = {**os.environ, "BENCH_BROKER": broker, "BENCH_APP_ID": f"bench-{name}-floor",
            "BENCH_SOURCE": source, "BENCH_SINK": sink}
-    log = (root / "faust-floor.log").open("ab")
-    worker = subprocess.Popen([sys.executable, str(ROOT / "bench" / "faust_passthrough.py"), "worker", "-l", "warn"],
+    log = (root / f"{name}-floor.log").open("ab")
+    worker = subprocess.Popen([sys.executable, str(ROOT / "bench" / argv[0]), *argv[1:]],
                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    show = progress(f"{name} pass-through", count)
+    at_first: list[tuple[int, float, float]] = []  # (records seen, CPU seconds, wall) once records flow
+
+    def watch(seen: int) -> None:
+        if seen and not at_first:
+            at_first.append((seen, procstat.cpu_seconds(worker.pid), time.monotonic()))
+        show(seen)
+
     try:
-        cpu_before, wall_before = procstat.cpu_seconds(worker.pid), time.monotonic()
-        span = asyncio.run(kafka_io.arrival_span(bootstrap, sink, count, 600, progress("faust pass-through", count)))
-        cpu = procstat.cpu_seconds(worker.pid) - cpu_before
-        cores = cpu / (time.monotonic() - wall_before)
+        span = asyncio.run(kafka_io.arrival_span(bootstrap, sink, count, 600, watch))
+        seen, cpu_first, wall_first = at_first[0]
+        cpu = procstat.cpu_seconds(worker.pid) - cpu_first  # the start-up's imports and joins left out
+        wall = time.monotonic() - wall_first
     finally:
         stop_process(worker)
     return {"messages": count, "message_bytes": size, "seconds": round(span, 2),
-            "messages_per_s": round(count / max(span, 1e-3)), "worker_cores": round(cores, 2)}
+            "messages_per_s": round(count / max(span, 1e-3)), "worker_cores": round(cpu / max(wall, 1e-3), 2),
+            "cpu_us_per_message": round(cpu / max(count - seen, 1) * 1e6)}
 
 
 def _settings(bootstrap: str, root: Path, name: str, **overrides: Any) -> Settings:
@@ -178,7 +201,8 @@ def throughput(bootstrap: str, root: Path, guarantee: str, count: int, timeout: 
                          commit_interval_s=commit_interval, stats=stats)
     label = guarantee if stats else f"{guarantee}, windows off"
     say(f"{label}: writing {count} orders")
-    topic = write_backlog(settings, count)
+    write_backlog(settings, count)
+    written = asyncio.run(kafka_io.end_offsets(bootstrap, all_topic_names(settings)))  # the seed and the orders
     worker = start_worker(settings, root / f"worker-{name}.log")
     try:
         cpu_before = procstat.cpu_seconds(worker.pid)
@@ -189,16 +213,22 @@ def throughput(bootstrap: str, root: Path, guarantee: str, count: int, timeout: 
         rss = procstat.peak_rss_mb(worker.pid)
     finally:
         stop_process(worker)
-    records = asyncio.run(kafka_io.end_offsets(bootstrap, all_topic_names(settings)))
+    records = asyncio.run(kafka_io.end_offsets(bootstrap, all_topic_names(settings) + changelog_names(settings)))
     if len(times) < count:
         return {"completed": len(times), "orders": count, "stalled_after_s": timeout,
                 "worker_cpu_s": round(cpu, 1), "worker_peak_rss_mb": round(rss)}
     first, last = min(times.values()), max(times.values())
     span = max(last - first, 1e-3)
-    app_records = sum(n for name, n in records.items() if name != topic)
+    changelogs = set(changelog_names(settings))
+    app_records = sum(n - written.get(name, 0) for name, n in records.items() if name not in changelogs)
+    consumed = sum(records[name] for name in input_topic_names(settings))
     return {
         "completed": len(times), "orders": count, "seconds": round(span, 2),
         "sagas_per_s": round(count / span), "app_records_written": app_records,
+        # per saga, the seed's few hundred events included: every record the agents read (the orders too),
+        # every record the app wrote to a topic, and every changelog record of its tables
+        "consumed_per_saga": round(consumed / count, 2), "produced_per_saga": round(app_records / count, 2),
+        "changelog_per_saga": round(sum(records[name] for name in changelogs) / count, 2),
         "records_per_s": round(app_records / span), "worker_cpu_s": round(cpu, 1),
         "worker_cores": round(cpu / wall, 2), "worker_peak_rss_mb": round(rss),
         "commit_interval_s": settings.commit_interval_s, "wall_s": round(wall, 1),
@@ -302,7 +332,11 @@ def table(report: Report) -> str:
     if report.faust_floor:
         floor = report.faust_floor
         rows.append(("Faust pass-through (one agent)", f"{floor['messages_per_s']:,} msg/s, "
-                     f"{floor['worker_cores']} cores"))
+                     f"{floor['worker_cores']} cores, {floor['cpu_us_per_message']} us CPU per message"))
+    if report.quix_floor:
+        quix = report.quix_floor
+        rows.append(("Quix Streams pass-through", f"{quix['messages_per_s']:,} msg/s, "
+                     f"{quix['worker_cores']} cores, {quix['cpu_us_per_message']} us CPU per message"))
     for guarantee, t in report.throughput.items():
         if "sagas_per_s" in t:
             ratio = t["records_per_s"] / report.ceiling["messages_per_s"]
@@ -310,6 +344,8 @@ def table(report: Report) -> str:
                       f" outcome); {t['sagas_per_s_from_start']:,}/s from the worker's start ({t['wall_s']} s), commit"
                       f" interval {t['commit_interval_s']} s"),
                      (f"  records written ({guarantee})", f"{t['records_per_s']:,}/s = {ratio:.0%} of ceiling"),
+                     (f"  records per saga ({guarantee})", f"{t['consumed_per_saga']} consumed, "
+                      f"{t['produced_per_saga']} produced, {t['changelog_per_saga']} changelog"),
                      (f"  worker ({guarantee})", f"{t['worker_cores']} cores, peak RSS {t['worker_peak_rss_mb']} MiB")]
         else:
             rows.append((f"sagas ({guarantee})",
@@ -317,7 +353,7 @@ def table(report: Report) -> str:
     alos, eos = (report.throughput.get(g, {}).get("sagas_per_s_from_start") for g in ("at_least_once", "exactly_once"))
     if alos and eos:
         rows.append(("exactly_once / at_least_once", f"{eos / alos:.2f} from the start (target: at least 0.8)"))
-    with_stats = report.throughput.get(Settings().processing_guarantee, {}).get("sagas_per_s_from_start")
+    with_stats = report.throughput.get(report.default_guarantee, {}).get("sagas_per_s_from_start")
     without = report.without_stats.get("sagas_per_s_from_start")
     if with_stats and without:
         rows.append(("windows of /stats", f"{with_stats:,} sagas/s with them, {without:,} without "
@@ -332,8 +368,33 @@ def table(report: Report) -> str:
                   f"({rec['rebuild_rows_per_s']:,} rows/s)"),
                  ("restart with data kept", f"ready in {rec['kept_ready_s']} s, first order done at "
                   f"{rec['kept_first_order_s']} s")]
+    rows += [("", ""), ("targets (issue 13)", "figure, target, met?")] + targets(report)
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def targets(report: Report) -> list[tuple[str, str]]:
+    """Each throughput target beside the figure of this run, met or not; a target not measured says so."""
+
+    def row(name: str, figure: float | None, target: float, higher: bool, unit: str = "") -> tuple[str, str]:
+        wanted = f"{'>=' if higher else '<'} {target}{unit}"
+        if figure is None:
+            return name, f"not measured (target {wanted})"
+        met = figure >= target if higher else figure < target
+        return name, f"{figure:.3g}{unit} against {wanted}: {'met' if met else 'NOT met'}"
+
+    default = report.throughput.get(report.default_guarantee, {})
+    floor = report.faust_floor.get("messages_per_s")
+    sagas = default.get("sagas_per_s")
+    quix = report.quix_floor.get("messages_per_s")
+    alos, eos = (report.throughput.get(g, {}).get("sagas_per_s_from_start") for g in ("at_least_once", "exactly_once"))
+    return [
+        row(f"  sagas/s ({report.default_guarantee}) / Faust floor", sagas / floor if sagas and floor else None,
+            0.37, True),
+        row("  Faust floor / Quix Streams", floor / quix if floor and quix else None, 0.25, True),
+        row("  p99 at half the maximum rate", report.latency.get("p99_ms"), 250, False, " ms"),
+        row("  exactly_once / at_least_once", eos / alos if eos and alos else None, 0.8, True),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=20_000, help="backlog of orders for the throughput run")
     parser.add_argument("--ceiling-messages", type=int, default=200_000)
     parser.add_argument("--faust-messages", type=int, default=50_000)
+    parser.add_argument("--quix-messages", type=int, default=200_000)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--recovery-keys", type=int, default=1_000_000)
     parser.add_argument("--guarantees", default="at_least_once,exactly_once")
@@ -364,10 +426,13 @@ def main(argv: list[str] | None = None) -> int:
             report.ceiling = asyncio.run(_ceiling(kafka.bootstrap, args.ceiling_messages, len(sample)))
             say(f"faust floor: the same pass-through as one Faust agent, {args.faust_messages} messages")
             report.faust_floor = faust_floor(kafka.bootstrap, root, args.faust_messages, len(sample))
+            if args.quix_messages > 0:
+                say(f"quix floor: the same pass-through in Quix Streams, {args.quix_messages} messages")
+                report.quix_floor = quix_floor(kafka.bootstrap, root, args.quix_messages, len(sample))
             for guarantee in filter(None, args.guarantees.split(",")):
                 report.throughput[guarantee] = throughput(kafka.bootstrap, root, guarantee, args.orders, args.timeout,
                                                           args.commit_interval)
-            default = Settings().processing_guarantee  # latency is measured under the default guarantee
+            default = report.default_guarantee  # latency is measured under the default guarantee
             if args.stats_cost and default in report.throughput:
                 report.without_stats = throughput(kafka.bootstrap, root, default, args.orders, args.timeout,
                                                   args.commit_interval, stats=False)

@@ -1,0 +1,35 @@
+"""``make bench`` prints each throughput target beside this run's figure, met or not."""
+
+from __future__ import annotations
+
+from bench.run import Report, targets
+
+
+def _report() -> Report:
+    return Report(
+        default_guarantee="exactly_once",
+        faust_floor={"messages_per_s": 5000},
+        quix_floor={"messages_per_s": 40000},
+        throughput={"exactly_once": {"sagas_per_s": 2000, "sagas_per_s_from_start": 1500},
+                    "at_least_once": {"sagas_per_s": 2400, "sagas_per_s_from_start": 2000}},
+        latency={"p99_ms": 310.0},
+    )
+
+
+def test_each_target_is_the_ratio_of_this_runs_figures_met_or_not() -> None:
+    rows = dict(targets(_report()))
+
+    assert rows["  sagas/s (exactly_once) / Faust floor"] == "0.4 against >= 0.37: met"
+    assert rows["  Faust floor / Quix Streams"] == "0.125 against >= 0.25: NOT met"
+    assert rows["  p99 at half the maximum rate"] == "310 ms against < 250 ms: NOT met"
+    assert rows["  exactly_once / at_least_once"] == "0.75 against >= 0.8: NOT met"
+
+
+def test_a_target_whose_figures_were_not_measured_says_so() -> None:
+    report = _report()
+    report.quix_floor, report.latency = {}, {}
+
+    rows = dict(targets(report))
+
+    assert rows["  Faust floor / Quix Streams"] == "not measured (target >= 0.25)"
+    assert rows["  p99 at half the maximum rate"] == "not measured (target < 250 ms)"
