@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -12,14 +13,26 @@ from app.topic_names import all_topic_names, changelog_names
 from config.settings import Settings
 
 
-async def _until_led(admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0) -> None:
-    """Wait until every partition of new topics has a leader, so the first writes do not bounce."""
+async def until_led(admin: AIOKafkaAdminClient, bootstrap: str, names: list[str], timeout: float = 30.0) -> None:
+    """Wait until every partition of new topics has a leader that answers, so the first writes do not bounce.
+
+    The metadata names a leader before that broker has taken the partition up: a write then gets
+    ``NotLeaderForPartitionError`` and is retried with a warning (seen seeding 96 new partitions).
+    Asking each partition's leader for its end offset waits until it can answer.
+    """
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         described = await admin.describe_topics(names)
         if all(t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"]) for t in described):
-            return
+            break
         await asyncio.sleep(0.2)
+    partitions = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    await consumer.start()
+    try:
+        await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
@@ -42,7 +55,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
             ]
             with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 await admin.create_topics(topics)
-            await _until_led(admin, missing)
+            await until_led(admin, settings.bootstrap_servers, missing)
         return missing
     finally:
         await admin.close()

@@ -10,6 +10,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from app.admin import until_led
+
 TERMINAL = (b'"event_type":"OrderConfirmed"', b'"event_type":"OrderCancelled"')
 
 
@@ -110,5 +112,6 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int = 8) -
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+        await until_led(admin, bootstrap, names)
     finally:
         await admin.close()
