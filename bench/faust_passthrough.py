@@ -1,26 +1,36 @@
 """The Faust floor for the benchmark: one agent that sends every message it reads on, nothing else.
 
 Run as ``python bench/faust_passthrough.py worker -l warn`` with ``BENCH_BROKER``, ``BENCH_APP_ID``,
-``BENCH_SOURCE`` and ``BENCH_SINK`` set. It uses the worker's producer settings (acks=all, the same
-linger), so its rate is what Faust itself allows per message on this machine, before any of our code.
+``BENCH_SOURCE``, ``BENCH_SINK`` and ``BENCH_DATA_DIR`` set, and the worker's ``STREAMSAGA_*``
+settings in the environment. The app is the worker's own (``app.faust_app.create_app``: its
+transport, consumer, producer settings and log level), so its rate is what Faust allows per
+message as we configure it, before any of our agents' code runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
+from pathlib import Path
 
-import faust
 from faust.types import StreamT
 
-app = faust.App(
-    os.environ["BENCH_APP_ID"],
-    broker=os.environ["BENCH_BROKER"],
-    store="memory://",
-    web_enabled=False,
-    producer_acks=-1,
-    producer_linger=float(os.environ.get("BENCH_LINGER_MS", "5")) / 1000,
-    consumer_auto_offset_reset="earliest",
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app import log_level  # noqa: E402
+from app.faust_app import create_app  # noqa: E402
+from config.settings import Settings  # noqa: E402
+from devtools.kafka_local import free_port  # noqa: E402
+
+settings = dataclasses.replace(
+    Settings.from_env(),
+    broker=os.environ["BENCH_BROKER"], app_id=os.environ["BENCH_APP_ID"], topic_prefix="",
+    data_dir=Path(os.environ["BENCH_DATA_DIR"]), web_port=free_port(), log_level="warn",
 )
+settings.data_dir.mkdir(parents=True, exist_ok=True)
+app = create_app(settings)
+log_level.register(app)
 source = app.topic(os.environ["BENCH_SOURCE"], key_serializer="raw", value_serializer="raw")
 sink = app.topic(os.environ["BENCH_SINK"], key_serializer="raw", value_serializer="raw")
 

@@ -106,9 +106,10 @@ async def _ceiling(bootstrap: str, count: int, size: int) -> dict[str, Any]:
 
 
 def faust_floor(bootstrap: str, root: Path, count: int, size: int) -> dict[str, Any]:
-    """The same pass-through as one Faust agent (bench/faust_passthrough.py): Faust's cost per message."""
-    return _passthrough(bootstrap, root, "faust", count, size,
-                        ["faust_passthrough.py", "worker", "-l", "warn"], f"kafka://{bootstrap}")
+    """The same pass-through as one Faust agent with the worker's app and settings (bench/faust_passthrough.py)."""
+    floor = _passthrough(bootstrap, root, "faust", count, size,
+                         ["faust_passthrough.py", "worker", "-l", "warn"], f"kafka://{bootstrap}")
+    return {**floor, "processing_guarantee": Settings.from_env().processing_guarantee}  # the worker's, as it runs
 
 
 def quix_floor(bootstrap: str, root: Path, count: int, size: int) -> dict[str, Any]:
@@ -123,7 +124,7 @@ def _passthrough(bootstrap: str, root: Path, name: str, count: int, size: int, a
     asyncio.run(kafka_io.create_topics(bootstrap, [source, sink]))
     asyncio.run(kafka_io.bulk_write(bootstrap, source, ((f"k{n}".encode(), b"x" * size) for n in range(count))))
     env = {**os.environ, "BENCH_BROKER": broker, "BENCH_APP_ID": f"bench-{name}-floor",
-           "BENCH_SOURCE": source, "BENCH_SINK": sink}
+           "BENCH_SOURCE": source, "BENCH_SINK": sink, "BENCH_DATA_DIR": str(root / f"{name}-floor")}
     log = (root / f"{name}-floor.log").open("ab")
     worker = subprocess.Popen([sys.executable, str(ROOT / "bench" / argv[0]), *argv[1:]],
                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -131,6 +132,8 @@ def _passthrough(bootstrap: str, root: Path, name: str, count: int, size: int, a
     at_first: list[tuple[int, float, float]] = []  # (records seen, CPU seconds, wall) once records flow
 
     def watch(seen: int) -> None:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the {name} pass-through exited with {worker.returncode}; see {log.name}")
         if seen and not at_first:
             at_first.append((seen, procstat.cpu_seconds(worker.pid), time.monotonic()))
         show(seen)
@@ -331,7 +334,7 @@ def table(report: Report) -> str:
              f"({report.ceiling['message_bytes']} B)")]
     if report.faust_floor:
         floor = report.faust_floor
-        rows.append(("Faust pass-through (one agent)", f"{floor['messages_per_s']:,} msg/s, "
+        rows.append((f"Faust pass-through ({floor['processing_guarantee']})", f"{floor['messages_per_s']:,} msg/s, "
                      f"{floor['worker_cores']} cores, {floor['cpu_us_per_message']} us CPU per message"))
     if report.quix_floor:
         quix = report.quix_floor
