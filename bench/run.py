@@ -70,6 +70,8 @@ class Report:
     without_stats: dict[str, Any] = field(default_factory=dict)
     latency: dict[str, Any] = field(default_factory=dict)
     recovery: dict[str, Any] = field(default_factory=dict)
+    #: the default guarantee with 1, 2, ... workers on this machine, keyed by the number of workers
+    scale_out: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 async def _ceiling(bootstrap: str, count: int, size: int) -> dict[str, Any]:
@@ -239,6 +241,55 @@ def throughput(bootstrap: str, root: Path, guarantee: str, count: int, timeout: 
     }
 
 
+def scale_out(bootstrap: str, broker_pid: int | None, root: Path, guarantee: str, count: int, workers: int,
+              timeout: float) -> dict[str, Any]:
+    """Sagas/s with ``workers`` workers of one app, started and ready before ``count`` orders arrive at once.
+
+    Beside the workers' CPU it reports the broker's, which shares the machine's cores with them.
+    """
+    settings = _settings(bootstrap, root, f"scale-{workers}w", processing_guarantee=guarantee)
+    asyncio.run(ensure_topics(settings))
+    asyncio.run(produce(settings, workload.seed_events(count)))
+    members = [replace(settings, data_dir=root / f"scale-{workers}w-{n}", web_port=free_port()) for n in range(workers)]
+    say(f"{guarantee}, {workers} worker(s): starting them, then {count} orders at once")
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for n, member in enumerate(members):
+            processes.append(start_worker(member, root / f"worker-scale-{workers}w-{n}.log"))
+        _wait_seeded(members[0])
+        _wait_settled(members)
+        pids = [p.pid for p in processes] + ([broker_pid] if broker_pid else [])
+        cpu_before, wall_before = [procstat.cpu_seconds(pid) for pid in pids], time.monotonic()
+        topic = settings.topic("order-events")
+        asyncio.run(kafka_io.bulk_write(bootstrap, topic, ((o.order_id.encode(), o.encode())
+                                        for o in workload.orders(count))))
+        times = backlog_outcomes(settings, count, timeout, f"sagas ({workers} worker(s))")
+        wall = time.monotonic() - wall_before
+        cores = [(procstat.cpu_seconds(pid) - before) / wall for pid, before in zip(pids, cpu_before, strict=True)]
+    finally:
+        for process in processes:
+            stop_process(process)
+    if len(times) < count:
+        return {"completed": len(times), "orders": count, "stalled_after_s": timeout}
+    span = max(max(times.values()) - min(times.values()), 1e-3)
+    return {"workers": workers, "orders": count, "seconds": round(span, 2), "sagas_per_s": round(count / span),
+            "worker_cores": [round(c, 2) for c in cores[:workers]],
+            "broker_cores": round(cores[workers], 2) if broker_pid else None}
+
+
+def _wait_settled(members: list[Settings], timeout: float = 120) -> None:
+    """Until every worker answers /health with 200: the group has settled and each owns its partitions."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if all(urllib.request.urlopen(_url(m, "/health"), timeout=5).status == 200 for m in members):
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError("the workers did not settle")
+
+
 def latency(bootstrap: str, root: Path, rate: float, seconds: float) -> dict[str, Any]:
     """OrderPlaced -> terminal event, at a steady ``rate`` orders/s for ``seconds``."""
     settings = _settings(bootstrap, root, "latency")
@@ -361,6 +412,14 @@ def table(report: Report) -> str:
     if with_stats and without:
         rows.append(("windows of /stats", f"{with_stats:,} sagas/s with them, {without:,} without "
                      f"(STREAMSAGA_STATS=0): {with_stats / without:.2f}"))
+    for workers, run in report.scale_out.items():
+        if "sagas_per_s" in run:
+            rows.append((f"{report.default_guarantee}, {workers} worker(s) ready first",
+                         f"{run['sagas_per_s']:,} sagas/s; workers {run['worker_cores']} cores, broker "
+                         f"{run['broker_cores']} cores (of {os.cpu_count()})"))
+        else:
+            rows.append((f"{report.default_guarantee}, {workers} worker(s) ready first",
+                         f"INCOMPLETE: {run['completed']}/{run['orders']} ended within {run['stalled_after_s']}s"))
     if report.latency:
         lat = report.latency
         rows.append((f"latency at {lat['rate_per_s']}/s", f"p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
@@ -413,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up on a guarantee's backlog after this")
     parser.add_argument("--commit-interval", type=float, default=Settings().commit_interval_s,
                         help="STREAMSAGA_COMMIT_INTERVAL_S of the throughput runs")
+    parser.add_argument("--scale-out", default="1,2",
+                        help="worker counts to run the default guarantee with, all started before the orders arrive")
     parser.add_argument("--stats-cost", action=argparse.BooleanOptionalAction, default=True,
                         help="also run the default guarantee with the windows of /stats off, to show their cost")
     args = parser.parse_args(argv)
@@ -439,6 +500,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.stats_cost and default in report.throughput:
                 report.without_stats = throughput(kafka.bootstrap, root, default, args.orders, args.timeout,
                                                   args.commit_interval, stats=False)
+            for workers in (int(n) for n in args.scale_out.split(",") if n):
+                report.scale_out[str(workers)] = scale_out(kafka.bootstrap, kafka.pid, root, default, args.orders,
+                                                           workers, args.timeout)
             best = report.throughput.get(default, {}).get("sagas_per_s")
             if best and args.latency_seconds > 0:
                 report.latency = latency(kafka.bootstrap, root, best / 2, args.latency_seconds)
