@@ -443,7 +443,8 @@ def targets(report: Report) -> list[tuple[str, str]]:
         if figure is None:
             return name, f"not measured (target {wanted})"
         met = figure >= target if higher else figure < target
-        return name, f"{figure:.3g}{unit} against {wanted}: {'met' if met else 'NOT met'}"
+        shown = f"{figure:,.0f}" if abs(figure) >= 100 else f"{figure:.3g}"
+        return name, f"{shown}{unit} against {wanted}: {'met' if met else 'NOT met'}"
 
     default = report.throughput.get(report.default_guarantee, {})
     floor = report.faust_floor.get("messages_per_s")
