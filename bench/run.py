@@ -290,9 +290,9 @@ def _wait_settled(members: list[Settings], timeout: float = 120) -> None:
     raise TimeoutError("the workers did not settle")
 
 
-def latency(bootstrap: str, root: Path, rate: float, seconds: float) -> dict[str, Any]:
-    """OrderPlaced -> terminal event, at a steady ``rate`` orders/s for ``seconds``."""
-    settings = _settings(bootstrap, root, "latency")
+def latency(bootstrap: str, root: Path, rate: float, seconds: float, commit_interval: float) -> dict[str, Any]:
+    """OrderPlaced -> terminal event, at a steady ``rate`` orders/s for ``seconds``, with the runs' commit interval."""
+    settings = _settings(bootstrap, root, "latency", commit_interval_s=commit_interval)
     asyncio.run(ensure_topics(settings))
     asyncio.run(produce(settings, workload.seed_events(0)))
     worker = start_worker(settings, root / "worker-latency.log")
@@ -306,6 +306,7 @@ def latency(bootstrap: str, root: Path, rate: float, seconds: float) -> dict[str
     lat = sorted((done[o] - sent[o]) * 1000 for o in done)
     q = statistics.quantiles(lat, n=100)
     return {"rate_per_s": round(rate), "orders": len(sent), "completed": len(done),
+            "commit_interval_s": commit_interval,
             "p50_ms": round(q[49], 1), "p95_ms": round(q[94], 1), "p99_ms": round(q[98], 1),
             "max_ms": round(lat[-1], 1)}
 
@@ -422,7 +423,8 @@ def table(report: Report) -> str:
                          f"INCOMPLETE: {run['completed']}/{run['orders']} ended within {run['stalled_after_s']}s"))
     if report.latency:
         lat = report.latency
-        rows.append((f"latency at {lat['rate_per_s']}/s", f"p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
+        rows.append((f"latency at {lat['rate_per_s']}/s, commit interval {lat['commit_interval_s']} s",
+                     f"p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
                      f"p99 {lat['p99_ms']} ms"))
     if report.recovery:
         rec = report.recovery
@@ -506,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
                                                            workers, args.timeout)
             best = report.throughput.get(default, {}).get("sagas_per_s")
             if best and args.latency_seconds > 0:
-                report.latency = latency(kafka.bootstrap, root, best / 2, args.latency_seconds)
+                report.latency = latency(kafka.bootstrap, root, best / 2, args.latency_seconds, args.commit_interval)
             if args.recovery_keys > 0:
                 report.recovery = recovery(kafka.bootstrap, root, args.recovery_keys)
     print(table(report))
