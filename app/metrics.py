@@ -84,8 +84,8 @@ class SagaMetrics:
 class SendCounts:
     """Every record the agents hand to the producer (events, commands, dead letters), and each failed send.
 
-    Counted on the send's own future rather than with a Faust sensor: with Faust's sensors on, a
-    partition taken over from a killed worker stalled in 3 of 7 runs of the group test (README, Limits).
+    Counted on the send's own future rather than with a Faust sensor, so the count does not depend on
+    Faust's sensors, which are off unless ``STREAMSAGA_FAUST_SENSORS=1`` (they run on every record).
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:

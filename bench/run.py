@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -185,9 +186,14 @@ def write_backlog(settings: Settings, count: int) -> str:
     """Topics, the seed and ``count`` orders of the fixed mix, before any worker starts; the order topic."""
     asyncio.run(ensure_topics(settings))
     asyncio.run(produce(settings, workload.seed_events(count)))
+    return write_orders(settings, count, progress("orders", count))
+
+
+def write_orders(settings: Settings, count: int, show: Callable[[int], None] | None = None) -> str:
+    """``count`` orders of the fixed mix on the order topic, as fast as the client goes; the topic."""
     topic = settings.topic("order-events")
     asyncio.run(kafka_io.bulk_write(settings.bootstrap_servers, topic, ((o.order_id.encode(), o.encode())
-                                    for o in workload.orders(count)), progress("orders", count)))
+                                    for o in workload.orders(count)), show))
     return topic
 
 
@@ -260,9 +266,7 @@ def scale_out(bootstrap: str, broker_pid: int | None, root: Path, guarantee: str
         _wait_settled(members)
         pids = [p.pid for p in processes] + ([broker_pid] if broker_pid else [])
         cpu_before, wall_before = [procstat.cpu_seconds(pid) for pid in pids], time.monotonic()
-        topic = settings.topic("order-events")
-        asyncio.run(kafka_io.bulk_write(bootstrap, topic, ((o.order_id.encode(), o.encode())
-                                        for o in workload.orders(count))))
+        write_orders(settings, count)
         times = backlog_outcomes(settings, count, timeout, f"sagas ({workers} worker(s))")
         wall = time.monotonic() - wall_before
         cores = [(procstat.cpu_seconds(pid) - before) / wall for pid, before in zip(pids, cpu_before, strict=True)]
