@@ -16,4 +16,4 @@ def register(app: AppT, topics: Topics, executor: Executor) -> None:
     @app.agent(topics.internal[commands.CUSTOMER], name="customers")
     async def customer_agent(stream: StreamT) -> None:
         """Keep customer records on the worker that owns the customer id."""
-        await consume(stream, executor, handlers.customers)
+        await consume(stream, executor, handlers.customers, enveloped=True)

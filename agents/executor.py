@@ -10,11 +10,13 @@ tables and topics (``agents/wiring.py``); the simulation runs it with in-memory 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
+from agents.envelopes import Envelopes, Headers, Outbox, Partitioner, partition_for
 from agents.retry import Backoff, Sleep, retried
 from models import stats
 from models.effects import Effects, Incoming
@@ -24,7 +26,7 @@ from models.measures import DeadLettered
 from models.topics import dead_letter_name
 
 log = logging.getLogger(__name__)
-Headers = Sequence[tuple[str, bytes]]
+__all__ = ["Executor", "Headers", "Observer", "Outbox", "Table"]
 
 
 class Table(Protocol):
@@ -33,12 +35,6 @@ class Table(Protocol):
     def get(self, key: str) -> bytes | None: ...
     def __setitem__(self, key: str, value: bytes) -> None: ...
     def __delitem__(self, key: str) -> None: ...
-
-
-class Outbox(Protocol):
-    """Where sends go: a topic by its full name."""
-
-    def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> Awaitable[None]: ...
 
 
 class Observer(Protocol):
@@ -65,7 +61,9 @@ class Unobserved:
 class Executor:
     """Applies effects to ``tables`` and ``outbox``; ``topic_name`` turns a logical topic into its full name.
 
-    With ``measure``, a dead letter is counted in the windows of ``GET /stats`` as well.
+    Sends to the ``internal`` topics (full name -> partitions) are held in envelopes until :meth:`flush`;
+    each loop that applies effects has its own (:meth:`for_loop`). With ``measure``, a dead letter is
+    counted in the windows of ``GET /stats`` as well.
     """
 
     def __init__(
@@ -78,10 +76,23 @@ class Executor:
         sleep: Sleep = asyncio.sleep,
         measure: bool = True,
         observer: Observer | None = None,
+        internal: Mapping[str, int] | None = None,
+        partitioner: Partitioner = partition_for,
     ) -> None:
         self.tables, self.outbox, self.topic_name = tables, outbox, topic_name
         self.backoff, self.clock, self.sleep = backoff, clock, sleep
         self.measure, self.observer = measure, observer or Unobserved()
+        self.envelopes = Envelopes(outbox, internal or {}, partitioner)
+
+    def for_loop(self) -> Executor:
+        """This executor with envelopes of its own, for one loop: what one loop holds, it flushes."""
+        clone = copy.copy(self)
+        clone.envelopes = Envelopes(self.outbox, self.envelopes.internal, self.envelopes.partitioner)
+        return clone
+
+    async def flush(self) -> None:
+        """Send what the envelopes hold."""
+        await self.envelopes.flush()
 
     def read(self, table: str, key: str) -> bytes | None:
         """A stored value, for handlers."""
@@ -95,7 +106,7 @@ class Executor:
             else:
                 self.tables[write.table][write.key] = write.value
         for send in effects.sends:
-            await self.outbox.send(
+            await self.envelopes.send(
                 self.topic_name(send.topic), send.key.encode(), send.message.encode(), list(send.headers.items())
             )
         self.observer.applied(effects)
@@ -111,7 +122,7 @@ class Executor:
                 self.observer.retried(record.topic)
             await self.apply(handler(record, self.read, self.clock()))
 
-        what = f"{record.topic}[{record.partition}]@{record.offset}"
+        what = f"{record.topic}[{record.partition}]@{_place(record)}"
         try:
             await retried(attempt, self.backoff, what, self.sleep)
         except BadMessage as exc:
@@ -127,10 +138,10 @@ class Executor:
         finds it counted (``models.stats.count``).
         """
         log.warning("dead letter from %s[%s]@%s: %s: %s",
-                    record.topic, record.partition, record.offset, failure_class, reason)
+                    record.topic, record.partition, _place(record), failure_class, reason)
         if self.measure:
             measure = DeadLettered(datetime.fromtimestamp(record.timestamp, UTC), record.topic)
-            writes = stats.count(self.read, record.topic, record.partition, record.offset, self.clock(), [measure])
+            writes = stats.count(self.read, record.topic, record.partition, record.position, self.clock(), [measure])
             await self.apply(Effects(writes=tuple(writes)))
         self.observer.dead_lettered(record.topic, failure_class)
         headers = [
@@ -141,4 +152,11 @@ class Executor:
             ("failure.timestamp", format_time(self.clock()).encode()),
             ("failure.class", failure_class.encode()),
         ]
+        if record.index is not None:
+            headers.append(("original.index", str(record.index).encode()))
         await self.outbox.send(dead_letter_name(record.topic), record.key, record.value, headers)
+
+
+def _place(record: Incoming) -> str:
+    """A record's offset, and a message's place in its envelope."""
+    return str(record.offset) if record.index is None else f"{record.offset}#{record.index}"

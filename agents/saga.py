@@ -26,8 +26,9 @@ def register(
     @app.agent(topics.internal[commands.SAGA], name="saga")
     async def saga_agent(stream: StreamT) -> None:
         """Run every order's saga on the worker that owns its order id."""
-        await consume(stream, executor, handlers.saga(policy, exactly_once, measure))
+        await consume(stream, executor, handlers.saga(policy, exactly_once, measure), enveloped=True)
 
+    timer = executor.for_loop()
     told: dict[str, datetime] = {}  # this process's memory: a restarted worker tells again at once
     interval = timedelta(seconds=check_interval_s)
 
@@ -39,4 +40,5 @@ def register(
         told.update(remembered)
         if effects.sends:
             log.info("%d sagas passed their deadline", len(effects.sends))
-            await executor.apply(effects)
+            await timer.apply(effects)
+            await timer.flush()

@@ -16,4 +16,4 @@ def register(app: AppT, topics: Topics, executor: Executor, exactly_once: bool) 
     @app.agent(topics.internal[commands.STOCK], name="stock")
     async def stock_agent(stream: StreamT) -> None:
         """Keep each sku's stock on the worker that owns the sku."""
-        await consume(stream, executor, handlers.stock(exactly_once))
+        await consume(stream, executor, handlers.stock(exactly_once), enveloped=True)

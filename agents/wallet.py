@@ -16,4 +16,4 @@ def register(app: AppT, topics: Topics, executor: Executor, exactly_once: bool) 
     @app.agent(topics.internal[commands.WALLET], name="wallet")
     async def wallet_agent(stream: StreamT) -> None:
         """Keep each wallet on the worker that owns the customer id."""
-        await consume(stream, executor, handlers.wallet(exactly_once))
+        await consume(stream, executor, handlers.wallet(exactly_once), enveloped=True)

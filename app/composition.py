@@ -31,7 +31,8 @@ def build(settings: Settings) -> App:
     measured = metrics.register(app, settings)
     executor = Executor(tables, TopicOutbox(topics.by_name, measured.sends.track),
                         lambda name: full_name(settings, name), Backoff.from_settings(settings),
-                        measure=settings.stats, observer=measured.saga)
+                        measure=settings.stats, observer=measured.saga,
+                        internal={topic.get_topic_name(): settings.partitions for topic in topics.internal.values()})
     policy = SagaPolicy(payment_mode=settings.payment_mode, timeout=timedelta(seconds=settings.saga_timeout_s))
     exactly_once = settings.processing_guarantee == "exactly_once"
     ingress.register(app, topics, executor, settings.payment_mode)

@@ -14,8 +14,9 @@ join and goes out plainly: in a transaction nobody commits it would never be see
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from faust.transport.consumer import TransactionManager
@@ -26,15 +27,30 @@ from faust.types.tuples import HeadersArg
 
 from tables.recovery import Consumer
 
+Flusher = Callable[[], Awaitable[None]]
+#: the input partition whose transaction a send joins, when it is sent outside that input's handling
+_SOURCE: ContextVar[TP | None] = ContextVar("streamsaga_source", default=None)
+
+
+@contextmanager
+def sending_for(source: TP | None) -> Iterator[None]:
+    """Sends made inside join the transaction of ``source`` (envelopes flushed after their inputs)."""
+    token = _SOURCE.set(source)
+    try:
+        yield
+    finally:
+        _SOURCE.reset(token)
+
 
 class CommitGate:
-    """Keeps a transaction's end out of the middle of a message.
+    """Keeps a commit out of the middle of a message, and sends what the agents hold before it.
 
     Faust commits on a timer, whatever the agents are doing. A commit between a message's table
     writes and its sends would commit the change but leave the sends in the next transaction; a
     crash before that one commits aborts them, and the redelivered message then finds its change
     done and sends nothing. So a commit waits until no message is half done, and no message starts
-    while a commit runs.
+    while a commit runs. Sends an agent holds in envelopes (``agents.envelopes``) belong to inputs
+    whose offsets the commit may hold: each agent's flusher sends them first.
     """
 
     def __init__(self) -> None:
@@ -43,6 +59,21 @@ class CommitGate:
         self._idle.set()
         self._open = asyncio.Event()
         self._open.set()
+        self._flushers: set[Flusher] = set()
+
+    @property
+    def wanted(self) -> bool:
+        """A commit waits for the messages under way."""
+        return not self._open.is_set()
+
+    @contextmanager
+    def flushing(self, flusher: Flusher) -> Iterator[None]:
+        """While inside, ``flusher`` sends what an agent holds before each commit."""
+        self._flushers.add(flusher)
+        try:
+            yield
+        finally:
+            self._flushers.discard(flusher)
 
     @asynccontextmanager
     async def message(self) -> AsyncIterator[None]:
@@ -59,13 +90,20 @@ class CommitGate:
 
     @asynccontextmanager
     async def commit(self) -> AsyncIterator[None]:
-        """Around a commit: new messages wait, the ones under way finish first."""
+        """Around a commit: new messages wait, the ones under way finish first, then what is held is sent."""
         self._open.clear()
         try:
             await self._idle.wait()
+            for flusher in list(self._flushers):
+                await flusher()
             yield
         finally:
             self._open.set()
+
+    async def flush(self) -> None:
+        """Send what the agents hold, between messages (before an at_least_once commit)."""
+        async with self.commit():
+            pass
 
 
 class SourceTransactionManager(TransactionManager):
@@ -85,8 +123,10 @@ class SourceTransactionManager(TransactionManager):
         """Route the send to the producer of the event being processed, if any."""
         from faust import current_event
 
-        event = current_event()
-        source: TP | None = event.message.tp if event is not None else None
+        source = _SOURCE.get()
+        if source is None:
+            event = current_event()
+            source = event.message.tp if event is not None else None
         if partition is None:
             partition = self.consumer.key_partition(topic, key, partition)
         if source is None and topic in self._changelog_topics() and partition is not None:

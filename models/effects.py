@@ -6,9 +6,11 @@ and in the simulation alike, so the order of writes and sends lives in one place
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from models.commands import Command, Message
+from models.envelope import ENVELOPE_BITS, MAX_MESSAGES, is_envelope, unpack
 from models.events import Event
 from models.measures import Measure
 from models.topics import topic_of
@@ -25,6 +27,31 @@ class Incoming:
     value: bytes | None
     #: the record's timestamp, seconds since the epoch: the event time of a dead letter
     timestamp: float
+    #: its place in the record's envelope (``models.envelope``); None for a record that is one message
+    index: int | None = None
+
+    @property
+    def position(self) -> int:
+        """Where the message is in its partition, in reading order: the offset, then the place in the envelope.
+
+        What state records as its last input and redeliveries are compared with (``handlers.resends``).
+        """
+        return self.offset << ENVELOPE_BITS | (self.index or 0)
+
+
+def opened(record: Incoming) -> list[Incoming]:
+    """The messages of an internal record: an envelope's, numbered in order, or the record as one message.
+
+    An envelope too long to number is left whole, and is dead-lettered as unreadable.
+    """
+    if not is_envelope(record.value):
+        return [record]
+    assert record.value is not None
+    messages = unpack(record.value)
+    if len(messages) > MAX_MESSAGES:
+        return [record]
+    return [dataclasses.replace(record, key=key, value=value, index=index)
+            for index, (key, value) in enumerate(messages)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,17 +123,18 @@ def owned_message(record: Incoming) -> tuple[str, Message]:
     return key, message
 
 
-def resends(offset: int, last_input: int, exactly_once: bool) -> bool:
+def resends(position: int, last_input: int, exactly_once: bool) -> bool:
     """Whether a duplicate (a message whose effect the state already holds) sends its outputs again.
 
     Under exactly_once never: the first processing's outputs were committed in the transaction that
     committed the state recording it. Under at_least_once only a redelivery after a crash does: the
-    record that changed the state, or one before it, read again from the last committed offset. Its
-    first sends may have died with the worker. A duplicate at a later offset (an input sent twice, a
-    reply re-sent) comes after the first processing was handed to the producer, which Faust flushes
-    before it commits an offset: if those sends were lost, the change is redelivered and re-sends.
+    message that changed the state, or one before it, read again from the last committed offset
+    (positions, ``Incoming.position``, order messages by offset, then by place in an envelope). Its
+    first sends may have died with the worker. A duplicate at a later position (an input sent twice, a
+    reply re-sent) comes after the first processing's sends were handed to the producer, which happens
+    before the offset is committed: if those sends were lost, the change is redelivered and re-sends.
     """
-    return not exactly_once and offset <= last_input
+    return not exactly_once and position <= last_input
 
 
 def saga(policy: SagaPolicy, exactly_once: bool, measure: bool = True) -> Handler:
@@ -156,48 +157,48 @@ def saga_effects(
     The index and the counts are compared with what is stored each time, so a redelivery repairs
     them as it goes.
     """
-    topic, partition, offset = record.topic, record.partition, record.offset
+    topic, partition, position = record.topic, record.partition, record.position
     stored = read(SAGAS, order_id)
     state = SagaState.from_json(stored) if stored is not None else None
     new_state, sent = transition(state, message, now, policy)
     writes: list[Write] = []
     changed = new_state is not None and new_state is not state
     if new_state is not None and changed:
-        new_state = _marked(state, new_state, message, offset, now)
+        new_state = _marked(state, new_state, message, position, now)
         writes.append(Write(SAGAS, order_id, new_state.to_json()))
-    elif state is not None and not resends(offset, state.last_input, exactly_once):
+    elif state is not None and not resends(position, state.last_input, exactly_once):
         sent = []
     measures: list[Measure] = []
     if new_state is not None:
         wanted = deadline_entry(new_state)
         if read(DEADLINES, order_id) != wanted:
             writes.append(Write(DEADLINES, order_id, wanted))
-        measures = saga_measures(new_state, offset)
+        measures = saga_measures(new_state, position)
         if measure:
-            writes += stats.count(read, topic, partition, offset, now, measures)
+            writes += stats.count(read, topic, partition, position, now, measures)
     return Effects(tuple(writes), outputs(sent), tuple(measures) if changed else ())
 
 
-def _marked(state: SagaState | None, new_state: SagaState, message: Message, offset: int, now: datetime) -> SagaState:
+def _marked(state: SagaState | None, new_state: SagaState, message: Message, position: int, now: datetime) -> SagaState:
     """The new state with the input that made it, and when and by which input the order was placed or ended."""
-    marks: dict[str, object] = {"last_input": offset}
+    marks: dict[str, object] = {"last_input": position}
     if state is None and isinstance(message, OrderPlaced):
-        marks.update(placed_at=message.occurred_at, placed_input=offset)
+        marks.update(placed_at=message.occurred_at, placed_input=position)
     if new_state.is_terminal and (state is None or not state.is_terminal):
-        marks.update(ended_at=format_time(now), ended_input=offset)
+        marks.update(ended_at=format_time(now), ended_input=position)
     return dataclasses.replace(new_state, **marks)  # type: ignore[arg-type]
 
 
-def saga_measures(state: SagaState, offset: int) -> list[Measure]:
-    """What input ``offset`` counts for this saga: the order placed, the saga ended, or nothing.
+def saga_measures(state: SagaState, position: int) -> list[Measure]:
+    """What input ``position`` counts for this saga: the order placed, the saga ended, or nothing.
 
     Read from the state, not from the change: a redelivery whose saga write survived a crash but
     whose count did not still counts (``stats.count`` skips a bucket that has it already).
     """
     measures: list[Measure] = []
-    if state.placed_input == offset:
+    if state.placed_input == position:
         measures.append(Placed(parse_time(state.placed_at)))
-    if state.ended_input == offset:
+    if state.ended_input == position:
         ended_at = parse_time(state.ended_at)
         measures.append(Ended(ended_at, state.status, state.reason, state.total_amount,
                               ended_at - parse_time(state.started_at)))
@@ -217,7 +218,7 @@ def stock(exactly_once: bool) -> Handler:
         stored = read(STOCK, sku)
         current = Stock.from_json(stored) if stored is not None else Stock(sku=sku)
         new, sent = handle_stock(current, message)
-        return _changed(STOCK, sku, record.offset, current, new, sent, exactly_once)
+        return _changed(STOCK, sku, record.position, current, new, sent, exactly_once)
 
     return handle
 
@@ -230,19 +231,19 @@ def wallet(exactly_once: bool) -> Handler:
         stored = read(WALLETS, customer_id)
         current = Wallet.from_json(stored) if stored is not None else Wallet(customer_id=customer_id)
         new, sent = handle_wallet(current, message, now)
-        return _changed(WALLETS, customer_id, record.offset, current, new, sent, exactly_once)
+        return _changed(WALLETS, customer_id, record.position, current, new, sent, exactly_once)
 
     return handle
 
 
 def _changed(
-    table: str, key: str, offset: int, current: Stock | Wallet, new: Stock | Wallet, sent: list[Message],
+    table: str, key: str, position: int, current: Stock | Wallet, new: Stock | Wallet, sent: list[Message],
     exactly_once: bool,
 ) -> Effects:
     """Write the value when the domain changed it; a duplicate's answer is sent again only if :func:`resends`."""
     if new is not current:
-        return Effects((Write(table, key, dataclasses.replace(new, last_input=offset).to_json()),), outputs(sent))
-    return Effects(sends=outputs(sent) if resends(offset, current.last_input, exactly_once) else ())
+        return Effects((Write(table, key, dataclasses.replace(new, last_input=position).to_json()),), outputs(sent))
+    return Effects(sends=outputs(sent) if resends(position, current.last_input, exactly_once) else ())
 
 
 def customers(record: Incoming, read: Reader, now: datetime) -> Effects:

@@ -106,7 +106,8 @@ class SagaState:
     line_results: dict[str, str] = field(default_factory=dict)
     failed_lines: dict[str, tuple[int, int]] = field(default_factory=dict)
     payment: str | None = None
-    #: offset of the input record that last changed this saga: a duplicate at or before it is a redelivery
+    #: position of the input that last changed this saga (``Incoming.position``): a duplicate at or
+    #: before it is a redelivery
     last_input: int = -1
     #: the order's ``occurred_at``, and the input that placed it: what ``GET /stats`` counts it by
     placed_at: str = ""

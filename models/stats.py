@@ -5,8 +5,8 @@ A *bucket* holds one minute of one writer: the saga agent on one partition count
 topic partition counts the records it dead-letters (by the record's timestamp). The 1-minute and
 5-minute windows of ``GET /stats`` are sums of buckets (``tables/windows.py``).
 
-Counting once: a bucket remembers the offset of the last input that counted into it. Its writer
-reads its partition in offset order, so an input at or below that offset is already in the bucket
+Counting once: a bucket remembers the position (``Incoming.position``) of the last input that counted
+into it. Its writer reads its partition in order, so an input at or below that position is already in the bucket
 however the worker died between its writes; the saga state remembers at which input the order was
 placed and ended, so a redelivery whose saga write survived but whose count did not counts then.
 No Faust, no I/O.
@@ -52,7 +52,7 @@ class Bucket:
     durations: tuple[int, ...] = (0,) * (len(DURATION_BOUNDS_MS) + 1)
     max_ms: int = 0
     dead_letters: dict[str, int] = field(default_factory=dict)
-    #: offset of the last input counted here; -1 for a sum
+    #: position of the last input counted here; -1 for a sum
     last_input: int = -1
 
     def body(self) -> dict[str, Any]:
@@ -172,9 +172,9 @@ def parse_bucket_key(key: str) -> tuple[int, int, str] | None:
 
 
 def count(
-    read: Reader, topic: str, partition: int, offset: int, now: datetime, measures: Iterable[Measure]
+    read: Reader, topic: str, partition: int, position: int, now: datetime, measures: Iterable[Measure]
 ) -> list[Write]:
-    """The writes that count input ``offset`` of ``topic[partition]``, each measure in the bucket of its time.
+    """The writes that count input ``position`` of ``topic[partition]``, each measure in the bucket of its time.
 
     A bucket that already counted this input (or a later one) is left alone; a time older than the
     retention is not counted at all. A new bucket is added to the writer's index first, and the
@@ -190,13 +190,13 @@ def count(
         key = bucket_key(minute, topic, partition)
         raw = read(STATS, key)
         bucket = Bucket.from_json(raw) if raw is not None else Bucket()
-        if bucket.last_input >= offset:
+        if bucket.last_input >= position:
             continue
         if raw is None:
             writes += _indexed(read, topic, partition, minute, oldest)
         for measure in minute_measures:
             bucket = added(bucket, measure)
-        writes.append(Write(STATS, key, dataclasses.replace(bucket, last_input=offset).to_json()))
+        writes.append(Write(STATS, key, dataclasses.replace(bucket, last_input=position).to_json()))
     return writes
 
 

@@ -27,7 +27,8 @@ class Stock:
     finished: dict[str, str] = field(default_factory=dict)
     refusals: dict[str, int] = field(default_factory=dict)
     added: tuple[str, ...] = ()
-    #: offset of the input record that last changed this stock: a duplicate at or before it is a redelivery
+    #: position of the input that last changed this stock (``Incoming.position``): a duplicate at or
+    #: before it is a redelivery
     last_input: int = -1
 
     @property

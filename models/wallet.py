@@ -29,7 +29,8 @@ class Wallet:
     refunds: dict[str, Decimal] = field(default_factory=dict)
     declines: dict[str, str] = field(default_factory=dict)
     funded: tuple[str, ...] = ()
-    #: offset of the input record that last changed this wallet: a duplicate at or before it is a redelivery
+    #: position of the input that last changed this wallet (``Incoming.position``): a duplicate at or
+    #: before it is a redelivery
     last_input: int = -1
 
     def to_json(self) -> bytes:

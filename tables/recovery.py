@@ -134,7 +134,14 @@ class Consumer(faust_aiokafka.Consumer):
 
     Faust pauses the partitions of a new assignment only after a few awaits; a worker's first records
     could be handed to the agents in between, before its tables are recovered and its inputs seeked.
+    Before a plain (at_least_once) offset commit it has the agents send what they hold in envelopes.
     """
+
+    async def _commit_offsets(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+        """What the agents hold for the inputs being committed is sent first (``app.transactions.CommitGate``)."""
+        if not self.in_transaction:
+            await self.app.commit_gate.flush()  # type: ignore[attr-defined]  # app.faust_app.App has one
+        return await super()._commit_offsets(offsets, start_new_transaction)
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)

@@ -329,7 +329,7 @@ def _windows(result: Result, sagas: dict[str, dict[str, Any]], problems: list[st
         mine, wanted = _outcomes(counted[minute]), _outcomes(expected[minute])
         if mine != wanted:
             problems.append(f"W: minute {minute} counted {mine}, not {wanted}")
-    lettered = dict(Counter(topic for topic, _, _ in result.dead_letter_origins))
+    lettered = dict(Counter(origin[0] for origin in result.dead_letter_origins))
     counted_letters = sum((counted[minute] for minute in counted), stats.Bucket()).dead_letters
     if {topic: n for topic, n in counted_letters.items() if n} != lettered:
         problems.append(f"W: dead letters counted {counted_letters}, not {lettered}")

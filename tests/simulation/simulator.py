@@ -9,7 +9,9 @@ topic, a dead letter to the list of them. Tasks belong to workers.
 
 A seeded scheduler picks what happens next, so one seed is one exact run:
 
-- any runnable partition delivers its next message (order within a partition, none across);
+- any runnable partition delivers its next few records as one fetched batch (order within a partition,
+  none across); internal records are envelopes (``models.envelope``), opened message by message, and
+  what a batch sends to internal topics is held and written as one envelope per partition at its end;
 - a worker crashes while it handles a message, at any point: before the table write, after it
   and before the sends, between two sends, or before its offset commit (or the flush lost the
   table write but not the sends, which Faust's unordered producer buffer allows). Its tables are
@@ -27,7 +29,7 @@ import hashlib
 import heapq
 import random
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -39,13 +41,16 @@ from agents.executor import Executor, Headers
 from agents.retry import Backoff
 from app.topic_names import INTERNAL_TOPICS
 from models import commands, handlers
-from models.effects import Effects, Incoming
+from models.effects import Effects, Incoming, opened
+from models.envelope import is_envelope, unpack
 from models.events import BadMessage, Event, PaymentFailed, PaymentProcessed
 from models.handlers import CUSTOMERS, DEADLINES, SAGAS, STATS, STOCK, TABLES, WALLETS, Handler, Reader
 from models.saga import SagaPolicy
 from models.topics import INPUT_TOPICS, PAYMENT_EVENTS, PUBLIC_TOPICS
 from simulation.scenario import DECLINE, NEVER, PAY, Config, Scenario, at_time, format_time_at
 
+#: the most records one delivery hands an agent
+MAX_BATCH = 4
 #: agent name -> (the internal topic it reads, the tables it owns, the first being its state)
 OWNERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "saga": (commands.SAGA, (SAGAS, DEADLINES)),
@@ -63,6 +68,11 @@ def _changelog_partitions(table: str, config: Config) -> int:
 def internal_partition(key: str, partitions: int) -> int:
     """The application's partitioner, shared by internal topics and changelogs (co-partitioned)."""
     return zlib.crc32(key.encode()) % partitions
+
+
+def _envelope_partition(key: bytes, partitions: int) -> int:
+    """The executor's envelopes go where the key's partition is."""
+    return internal_partition(key.decode(), partitions)
 
 
 def public_partition(key: str, partitions: int) -> int:
@@ -193,8 +203,9 @@ class Task:
     position: int = 0
     committed: int = 0
     paused_until: float = 0.0
-    #: exactly_once: changelog writes and sends of the open transaction, made visible by the commit
-    pending: list[tuple[str, str, str, bytes | None, str]] = field(default_factory=list)
+    #: exactly_once: changelog writes and sends (with their partition) of the open transaction, made visible
+    #: by the commit
+    pending: list[tuple[str, str, str, bytes | None, str, int | None]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -225,7 +236,8 @@ class Result:
     changelogs: dict[str, Topic]
     tables: dict[str, dict[str, bytes]]  # rebuilt from the changelogs at the end
     dead_letters: list[tuple[str, str, str]]  # (topic, key, reason)
-    dead_letter_origins: set[tuple[str, int, int]]  # (topic, partition, offset) of each record dead-lettered
+    #: (topic, partition, offset, place in the envelope or -1) of each message dead-lettered
+    dead_letter_origins: set[tuple[str, int, int, int]]
     gateway: Gateway
     problems: list[str]  # seen while running: a handler raised, no quiescence
     stats: dict[str, int]
@@ -255,7 +267,7 @@ class SimTable:
         if fault.lose_tables:
             return
         if self.sim.exactly_once:  # RocksDB now, the changelog record with the transaction
-            self.task.pending.append(("changelog", self.name, key, value, self.note))
+            self.task.pending.append(("changelog", self.name, key, value, self.note, None))
         else:  # Faust writes the changelog partition of the record being handled
             self.sim.changelogs[self.name].append(key, value, self.note, self.task.partition)
         self.sim.last_change = self.sim.now
@@ -274,18 +286,20 @@ class SimOutbox:
     def __init__(self, sim: Simulation, task: Task | None, note: str) -> None:
         self.sim, self.task, self.note = sim, task, note
 
-    async def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers,
+                   partition: int | None = None) -> None:
         self.sim.fault.spend()
         assert key is not None, "every record in the simulation has a key"
         if topic.endswith(".DLQ"):  # what the invariants read of a dead letter: why, and where it was
             told = dict(headers)
             value = orjson.dumps({name: told[f"{prefix}.{name}"].decode() for prefix, name in
-                                  (("failure", "reason"), ("original", "partition"), ("original", "offset"))})
+                                  (("failure", "reason"), ("original", "partition"), ("original", "offset"))}
+                                 | {"index": int(told.get("original.index", b"-1"))})
         if self.task is not None and self.sim.exactly_once and self.sim.impl.sends_in_transaction:
-            self.task.pending.append(("send", topic, key.decode(), value, self.note))
+            self.task.pending.append(("send", topic, key.decode(), value, self.note, partition))
         else:
             assert value is not None
-            self.sim._publish(topic, key.decode(), value, self.note, exactly_once=False)
+            self.sim._publish(topic, key.decode(), value, self.note, exactly_once=False, partition=partition)
 
 
 class Simulation:
@@ -356,7 +370,7 @@ class Simulation:
         self.told: dict[int, dict[str, datetime]] = {worker: {} for worker in range(config.workers)}
         self.last_change = 0.0  # the last table write, input or gateway answer
         self.dead_letters: list[tuple[str, str, str]] = []
-        self.dead_letter_origins: set[tuple[str, int, int]] = set()  # (topic, partition, offset)
+        self.dead_letter_origins: set[tuple[str, int, int, int]] = set()  # (topic, partition, offset, index)
         self.problems: list[str] = []
         self.stats = dict.fromkeys(
             ("steps", "deliveries", "crashes", "duplicates", "stalls", "jumps", "zombies", "timeouts_sent"), 0
@@ -440,10 +454,10 @@ class Simulation:
             self._again(f"commit/{payload}", self.config.commit_interval_s, "commit", payload)
             self._commit(payload)
         elif kind == "send":
-            topic, key, value, note = payload
+            topic, key, value, note, partition = payload
             if self.tracing:
                 self._log(f"late write {topic}[{key}] {_brief(value)} ({note})")
-            self.topics[topic].append(key, value, note)
+            self.topics[topic].append(key, value, note, partition)
         elif kind == "answer":
             self._gateway_answer(payload)
 
@@ -474,7 +488,7 @@ class Simulation:
     def _deliver(self, task: Task) -> None:
         record = task.topic.partitions[task.partition][task.position]
         assert record.value is not None
-        identity = _raw_identity(record.value)
+        identity = _identity(record.value)
         if task.agent == "gateway":
             self.stats["deliveries"] += 1
             self._gateway_read(record)
@@ -483,16 +497,40 @@ class Simulation:
         if self.now <= self.faults_until and self._stall_or_jump(task, identity):
             return
         if self._zombie_strikes(task, identity):
-            self._zombie(task, record)
+            self._zombie(task, self._fetched(task, 1))
             return
         self.stats["deliveries"] += 1
-        incoming = Incoming(task.topic.name, task.partition, task.position, record.key.encode(), record.value,
-                            at_time(record.at).timestamp())
-        where = f"{task.name}@{task.position}"
-        crash = (task.agent, identity, self._count(task.agent, identity))
-        handler = self._watched(self.handlers[task.agent](task), where, task.worker, crash)
-        if self._execute(task, where, task.worker, lambda executor: executor.process(handler, incoming)):
-            task.position += 1
+        # a fetch hands the agent what the partition holds, up to a few records: their sends share envelopes
+        count = 1 + int(self._chance("batch", task.name, identity, self._count(f"batch {task.name}", identity))
+                        * min(task.backlog(), MAX_BATCH))
+        messages = self._fetched(task, count)
+        where = f"{task.name}@{task.position}" + (f"+{count - 1}" if count > 1 else "")
+        if self._execute(task, where, task.worker, self._handling(task, messages, where, task.worker)):
+            task.position += count
+
+    def _fetched(self, task: Task, count: int) -> list[Incoming]:
+        """The messages of the task's next ``count`` records: an internal record's envelope opened."""
+        messages: list[Incoming] = []
+        for offset in range(task.position, task.position + count):
+            record = task.topic.partitions[task.partition][offset]
+            incoming = Incoming(task.topic.name, task.partition, offset, record.key.encode(), record.value,
+                                at_time(record.at).timestamp())
+            messages += opened(incoming) if task.agent in OWNERS else [incoming]
+        return messages
+
+    def _handling(
+        self, task: Task, messages: list[Incoming], where: str, worker: int
+    ) -> Callable[[Executor], Awaitable[None]]:
+        """The work of handling the messages one by one, each with its own crash decision."""
+
+        async def work(executor: Executor) -> None:
+            for incoming in messages:
+                identity = _raw_identity(incoming.value or b"")
+                crash = (task.agent, identity, self._count(task.agent, identity))
+                handler = self._watched(self.handlers[task.agent](task), where, worker, crash)
+                await executor.process(handler, incoming)
+
+        return work
 
     def _handlers(self) -> dict[str, Callable[[Task], Handler]]:
         """Each agent's handler for a task, as the worker wires them (``app/composition.py``)."""
@@ -555,7 +593,7 @@ class Simulation:
         return bool(chance) and self._chance("zombie", task.name, identity, self._count(f"zombie {task.name}",
                                                                                           identity)) < chance
 
-    def _zombie(self, task: Task, record: Record) -> None:
+    def _zombie(self, task: Task, messages: list[Incoming]) -> None:
         """The group gives the paused worker's task to another worker, which starts over from the committed
         offset and changelogs; the paused worker comes back, handles the message it had and commits.
 
@@ -567,12 +605,14 @@ class Simulation:
                                      pending=list(task.pending))
         self._log(f"ZOMBIE {task.name}: w{task.worker} paused past its session timeout")
         self._reassign(task)
-        assert record.value is not None
-        incoming = Incoming(task.topic.name, zombie.partition, zombie.position, record.key.encode(), record.value,
-                            at_time(record.at).timestamp())
         handler = self.handlers[task.agent](zombie)
         note = f"{task.name}@{zombie.position} zombie"
-        self._execute(zombie, note, zombie.worker, lambda executor: executor.process(handler, incoming))
+
+        async def work(executor: Executor) -> None:
+            for incoming in messages:
+                await executor.process(handler, incoming)
+
+        self._execute(zombie, note, zombie.worker, work)
         if self.impl.fences_zombies:
             self._log(f"{note}: fenced, its transaction aborted")
         else:
@@ -600,6 +640,8 @@ class Simulation:
 
         ``effects`` None: the message goes to the dead letters, one effect.
         """
+        if self.fault.at < no_fault().at:
+            return  # the worker dies already while it handles this batch
         count = 1 if effects is None else len(effects)
         planned = self.crash_plan(*crash, effects or Effects()) if self.crash_plan is not None else None
         if planned is not None:
@@ -614,9 +656,11 @@ class Simulation:
         """Run the executor on this task's tables; False when the worker crashed on the way."""
         tables = {name: SimTable(self, task, name, note) for name in (task.tables if task is not None else ())}
         executor = self.impl.executor(tables, SimOutbox(self, task, note), str, Backoff(), lambda: at_time(self.now),
-                                      _no_sleep)
+                                      _no_sleep, internal=dict.fromkeys(INTERNAL_TOPICS, self.config.partitions),
+                                      partitioner=_envelope_partition)
         try:
             run_now(work(executor))
+            run_now(executor.flush())  # before the offset commit, which comes between batches
             if self.fault.strikes:  # every effect made it: die before the offset commit
                 raise Crash
         except Crash:
@@ -637,18 +681,19 @@ class Simulation:
 
     def _commit_task(self, task: Task) -> None:
         """One task's part of a commit: its transaction's writes and sends, then its offset."""
-        for kind, name, key, value, note in task.pending:
+        for kind, name, key, value, note, partition in task.pending:
             if kind == "changelog":
                 self.changelogs[name].append(key, value, note, task.partition)
             else:
                 assert value is not None
-                self._publish(name, key, value, note, exactly_once=True)
+                self._publish(name, key, value, note, exactly_once=True, partition=partition)
         task.pending.clear()
         task.committed = task.position
 
     # --- durability and crashes ----------------------------------------------------------------
 
-    def _publish(self, topic: str, key: str, value: bytes, note: str, exactly_once: bool) -> None:
+    def _publish(self, topic: str, key: str, value: bytes, note: str, exactly_once: bool,
+                 partition: int | None = None) -> None:
         """An application's send becomes visible: a dead letter is recorded, a message written.
 
         A transactional producer is idempotent: only a send outside a transaction may be written twice.
@@ -657,16 +702,18 @@ class Simulation:
             told = orjson.loads(value)
             origin = topic.removesuffix(".DLQ")
             self.dead_letters.append((origin, key, told["reason"]))
-            self.dead_letter_origins.add((origin, int(told["partition"]), int(told["offset"])))
+            self.dead_letter_origins.add((origin, int(told["partition"]), int(told["offset"]), told["index"]))
         elif exactly_once:
-            self.topics[topic].append(key, value, note)
+            self.topics[topic].append(key, value, note, partition)
         else:
-            self._write(topic, key, value, note, _raw_identity(value))
+            self._write(topic, key, value, note, _identity(value), partition)
 
-    def _write(self, topic: str, key: str, value: bytes, note: str, identity: str) -> None:
+    def _write(
+        self, topic: str, key: str, value: bytes, note: str, identity: str, partition: int | None = None
+    ) -> None:
         """A producer send; it may be written twice, at once or after a retry."""
         target = self.topics[topic]
-        target.append(key, value, note)
+        target.append(key, value, note, partition)
         if not self.config.dup_p:
             return
         sender = note.split(":")[0].split()[0]  # the agent, or "outside", "gateway", "timer"
@@ -674,9 +721,10 @@ class Simulation:
         if self._chance("dup", *dup) < self.config.dup_p:
             self.stats["duplicates"] += 1
             if self._chance("dup now", *dup) < 0.5:
-                target.append(key, value, f"{note} (dup)")
+                target.append(key, value, f"{note} (dup)", partition)
             else:
-                self._later(10 * self._chance("dup delay", *dup), "send", (topic, key, value, f"{note} (retried)"))
+                self._later(10 * self._chance("dup delay", *dup), "send", (topic, key, value, f"{note} (retried)",
+                                                                         partition))
 
     def _crash(self, worker: int, why: str) -> None:
         """The worker dies: its tasks restart from their committed offsets with tables from changelogs."""
@@ -795,10 +843,17 @@ def _raw_identity(value: bytes) -> str:
     return f"{body.get('event_type')}/{body.get('event_id')}"
 
 
+def _identity(value: bytes) -> str:
+    """The identity of a record: an envelope's is its first message's."""
+    return _raw_identity(unpack(value)[0][1] if is_envelope(value) else value)
+
+
 def _brief(value: bytes | None) -> str:
-    """A short name of a message for traces."""
+    """A short name of a message for traces; an envelope's messages in brackets."""
     if value is None:
         return "<tombstone>"
+    if is_envelope(value):
+        return "[" + "; ".join(_brief(each) for _, each in unpack(value)) + "]"
     body = orjson.loads(value)
     kind = body.get("kind") or body.get("event_type")
     about = [str(body[k]) for k in ("order_id", "sku", "customer_id", "quantity", "amount") if k in body]

@@ -73,13 +73,16 @@ def test_the_simulator_runs_the_handlers_and_the_executor_the_agents_run() -> No
     assert (REAL.ingress, REAL.saga, REAL.timeouts_due) == (handlers.ingress, handlers.saga, handlers.timeouts_due)
     assert (REAL.stock, REAL.wallet, REAL.customers) == (handlers.stock, handlers.wallet, handlers.customers)
     agents = ROOT / "agents"
-    assert "await executor.process(handler, record)" in (agents / "faust_io.py").read_text()
+    consume = (agents / "faust_io.py").read_text()
+    assert "for each in opened(record) if enveloped else (record,):" in consume
+    assert "await mine.process(handler, each)" in consume and "await mine.flush()" in consume
     for module, call in [("ingress", "handlers.ingress(topic, payment_mode)"),
-                         ("saga", "handlers.saga(policy, exactly_once, measure)"),
-                         ("saga", "handlers.timeouts_due("), ("saga", "await executor.apply(effects)"),
-                         ("stock", "consume(stream, executor, handlers.stock(exactly_once))"),
-                         ("wallet", "consume(stream, executor, handlers.wallet(exactly_once))"),
-                         ("customers", "consume(stream, executor, handlers.customers)")]:
+                         ("saga", "handlers.saga(policy, exactly_once, measure), enveloped=True"),
+                         ("saga", "handlers.timeouts_due("), ("saga", "await timer.apply(effects)"),
+                         ("saga", "await timer.flush()"),
+                         ("stock", "consume(stream, executor, handlers.stock(exactly_once), enveloped=True)"),
+                         ("wallet", "consume(stream, executor, handlers.wallet(exactly_once), enveloped=True)"),
+                         ("customers", "consume(stream, executor, handlers.customers, enveloped=True)")]:
         assert call in (agents / f"{module}.py").read_text(), f"agents/{module}.py does not call {call}"
 
 

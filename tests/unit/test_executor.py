@@ -42,7 +42,8 @@ class Journal:
         self.done.append(("delete", key))
         del self.values["t"][key]
 
-    async def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers,
+                   partition: int | None = None) -> None:
         self.done.append(("send", topic, (key or b"").decode()))
         self.headers = dict(headers)
 
@@ -100,7 +101,8 @@ def test_a_retry_after_a_write_sees_the_write() -> None:
         seen.append(read("t", "a"))
         return Effects((Write("t", "a", b"1"),), (Send("saga-replies", "o", ReserveStock("o", "A", 1)),))
 
-    async def send(topic: str, key: bytes | None, value: bytes | None, headers: Headers) -> None:
+    async def send(topic: str, key: bytes | None, value: bytes | None, headers: Headers,
+                   partition: int | None = None) -> None:
         if fail_once.pop() if fail_once else False:
             raise ConnectionError("broker away")
         journal.done.append(("send", topic))
@@ -139,7 +141,7 @@ def test_a_dead_letter_redelivered_is_sent_again_but_counted_once() -> None:
     for _ in range(2):
         asyncio.run(executor(journal).process(reject, RECORD))
     bucket = Bucket.from_json(journal.values["t"][COUNTED[1][1]])
-    assert bucket.dead_letters == {"p.order-events": 1} and bucket.last_input == RECORD.offset
+    assert bucket.dead_letters == {"p.order-events": 1} and bucket.last_input == RECORD.position
     assert [each for each in journal.done if each[0] == "send"] == [("send", "p.order-events.DLQ", "k")] * 2
 
 

@@ -24,8 +24,8 @@ def order(order_id: str = "o-1") -> OrderPlaced:
                        total_amount=Decimal("3.00"))
 
 
-def record(value: bytes, key: bytes | None, topic: str = "t", offset: int = 7) -> Incoming:
-    return Incoming(topic, 0, offset, key, value, NOW.timestamp())
+def record(value: bytes, key: bytes | None, topic: str = "t", offset: int = 7, index: int | None = None) -> Incoming:
+    return Incoming(topic, 0, offset, key, value, NOW.timestamp(), index)
 
 
 def reader(tables: dict[tuple[str, str], bytes]) -> handlers.Reader:
@@ -95,20 +95,21 @@ def test_a_stock_reply_is_routed_to_the_saga_by_order_id() -> None:
     assert effects.sends == (Send(commands.SAGA, "o-1", StockReserved(order_id="o-1", sku="A", quantity=2)),)
 
 
-@pytest.mark.parametrize(("exactly_once", "offset", "resent"), [
-    (False, 6, True), (False, 7, True),  # the record that changed the saga, or one before it: a redelivery
-    (False, 8, False),  # sent twice, at a later offset: the first sends were flushed before it was read
-    (True, 6, False), (True, 7, False), (True, 8, False),  # committed with the state: never again
+@pytest.mark.parametrize(("exactly_once", "offset", "index", "resent"), [
+    (False, 6, 9, True), (False, 7, 2, True),  # the message that changed the saga, or one before it: a redelivery
+    (False, 7, 3, False), (False, 8, 0, False),  # sent twice, later: the first sends went out before it was read
+    (True, 6, 9, False), (True, 7, 2, False), (True, 8, 0, False),  # committed with the state: never again
 ])
 def test_a_duplicate_re_sends_only_when_its_first_sends_may_have_been_lost(
-    exactly_once: bool, offset: int, resent: bool
+    exactly_once: bool, offset: int, index: int, resent: bool
 ) -> None:
+    """Positions order messages by offset, then by their place in an envelope."""
     tables: dict[tuple[str, str], bytes] = {}
     saga = handlers.saga(POLICY, exactly_once)
-    first = saga(record(order().encode(), b"o-1", offset=7), reader(tables), NOW)
+    first = saga(record(order().encode(), b"o-1", offset=7, index=2), reader(tables), NOW)
     apply(tables, first)
-    assert SagaState.from_json(tables[(SAGAS, "o-1")]).last_input == 7
-    again = saga(record(order().encode(), b"o-1", offset=offset), reader(tables), NOW)
+    assert SagaState.from_json(tables[(SAGAS, "o-1")]).last_input == 7 << 16 | 2
+    again = saga(record(order().encode(), b"o-1", offset=offset, index=index), reader(tables), NOW)
     assert again.writes == ()
     assert (again.sends == first.sends) if resent else (again.sends == ())
 

@@ -1,0 +1,87 @@
+"""Internal sends held back and packed per destination partition: one record per partition, not per message.
+
+Every record costs Faust's per-message path twice, once to produce and once to consume; the saga's
+commands and replies were most of a saga's records. The holder flushes before the offsets of the
+inputs that caused the held sends can be committed (``agents.faust_io.consume``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
+
+from aiokafka.partitioner import murmur2
+
+from models import envelope
+
+Headers = Sequence[tuple[str, bytes]]
+Partitioner = Callable[[bytes, int], int]
+#: an envelope's size at most, well under Kafka's default 1 MiB message and request limits
+MAX_BYTES = 256 * 1024
+
+
+class Outbox(Protocol):
+    """Where sends go: a topic by its full name, to the partition of its key unless one is given."""
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers,
+             partition: int | None = None) -> Awaitable[None]: ...
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The Java client's and aiokafka's partition of a key, which is where Faust looks for a table's key."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class Envelopes:
+    """An outbox that holds sends to the ``internal`` topics (full name -> partitions) until :meth:`flush`.
+
+    Sends to other topics go out at once. Held messages lose their headers: internal readers use
+    key and value only.
+    """
+
+    def __init__(self, outbox: Outbox, internal: Mapping[str, int], partitioner: Partitioner = partition_for,
+                 max_bytes: int = MAX_BYTES) -> None:
+        self.outbox, self.internal, self.partitioner, self.max_bytes = outbox, internal, partitioner, max_bytes
+        self._held: dict[tuple[str, int], _Held] = {}
+
+    def __len__(self) -> int:
+        """Messages held."""
+        return sum(len(held.lines) for held in self._held.values())
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers,
+                   partition: int | None = None) -> None:
+        """Hold a keyed message to an internal topic; send anything else now."""
+        partitions = self.internal.get(topic)
+        if partitions is None or key is None or value is None:
+            await self.outbox.send(topic, key, value, headers, partition)
+            return
+        if partition is None:
+            partition = self.partitioner(key, partitions)
+        line = envelope.line(key, value)
+        held = self._held.get((topic, partition))
+        if held is not None and (held.size + len(line) > self.max_bytes or len(held.lines) >= envelope.MAX_MESSAGES):
+            await self._send(topic, partition, self._held.pop((topic, partition)))
+            held = None
+        if held is None:
+            held = self._held[(topic, partition)] = _Held(key)
+        held.lines.append(line)
+        held.size += len(line) + 1
+
+    async def flush(self) -> None:
+        """Send every partition's held messages as one record, in the order they were first held."""
+        while self._held:
+            (topic, partition), held = next(iter(self._held.items()))
+            del self._held[(topic, partition)]
+            await self._send(topic, partition, held)
+
+    async def _send(self, topic: str, partition: int, held: _Held) -> None:
+        await self.outbox.send(topic, held.key, envelope.pack(held.lines), (), partition)
+
+
+class _Held:
+    """One partition's held lines; the record is keyed by the first message's key, for readers like kcat."""
+
+    __slots__ = ("key", "lines", "size")
+
+    def __init__(self, key: bytes) -> None:
+        self.key, self.lines, self.size = key, list[bytes](), 0
