@@ -7,6 +7,7 @@ inputs that caused the held sends can be committed (``agents.faust_io.consume``)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -36,13 +37,15 @@ class Envelopes:
     """An outbox that holds sends to the ``internal`` topics (full name -> partitions) until :meth:`flush`.
 
     Sends to other topics go out at once. Held messages lose their headers: internal readers use
-    key and value only.
+    key and value only. Envelopes go out one at a time, in the order they were taken from the holder,
+    whoever flushes.
     """
 
     def __init__(self, outbox: Outbox, internal: Mapping[str, int], partitioner: Partitioner = partition_for,
                  max_bytes: int = MAX_BYTES) -> None:
         self.outbox, self.internal, self.partitioner, self.max_bytes = outbox, internal, partitioner, max_bytes
         self._held: dict[tuple[str, int], _Held] = {}
+        self._sending = asyncio.Lock()
 
     def __len__(self) -> int:
         """Messages held."""
@@ -60,8 +63,10 @@ class Envelopes:
         line = envelope.line(key, value)
         held = self._held.get((topic, partition))
         if held is not None and (held.size + len(line) > self.max_bytes or len(held.lines) >= envelope.MAX_MESSAGES):
-            await self._send(topic, partition, self._held.pop((topic, partition)))
-            held = None
+            del self._held[(topic, partition)]
+            async with self._sending:
+                await self._send(topic, partition, held)
+            held = self._held.get((topic, partition))  # what another flush left while this one waited
         if held is None:
             held = self._held[(topic, partition)] = _Held(key)
         held.lines.append(line)
@@ -69,13 +74,23 @@ class Envelopes:
 
     async def flush(self) -> None:
         """Send every partition's held messages as one record, in the order they were first held."""
-        while self._held:
-            (topic, partition), held = next(iter(self._held.items()))
-            del self._held[(topic, partition)]
-            await self._send(topic, partition, held)
+        async with self._sending:
+            while self._held:
+                (topic, partition), held = next(iter(self._held.items()))
+                del self._held[(topic, partition)]
+                await self._send(topic, partition, held)
 
     async def _send(self, topic: str, partition: int, held: _Held) -> None:
-        await self.outbox.send(topic, held.key, envelope.pack(held.lines), (), partition)
+        """Send one envelope; if that fails, hold its lines again, ahead of any held since."""
+        try:
+            await self.outbox.send(topic, held.key, envelope.pack(held.lines), (), partition)
+        except BaseException:
+            newer = self._held.pop((topic, partition), None)
+            if newer is not None:
+                held.lines += newer.lines
+                held.size += newer.size
+            self._held = {(topic, partition): held, **self._held}
+            raise
 
 
 class _Held:

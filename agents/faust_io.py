@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from faust.types import TP, StreamT, TopicT
+from faust.types import TP, AppT, StreamT, TopicT
 
 from agents.executor import Executor, Headers
 from app.transactions import CommitGate, sending_for
 from models.effects import Incoming, opened
 from models.handlers import Handler
 
-#: records handled before held sends go out even while more wait: what bounds a hop's delay under load
+log = logging.getLogger(__name__)
+#: records handled before held sends go out in any case: what bounds an envelope under load
 FLUSH_EVERY = 200
+#: how long an agent under at_least_once holds an internal send for others to join it
+LINGER_S = 0.01
 
 
 class TopicOutbox:
@@ -37,33 +42,83 @@ async def consume(stream: StreamT, executor: Executor, handler: Handler, envelop
     an envelope (``models.envelope``) in turn.
 
     What the handler sends to internal topics is held, and sent in one envelope per destination partition
-    once no record waits, every ``FLUSH_EVERY`` records, before a record of another input partition (its
-    sends join another transaction) and before a commit (``app.transactions.CommitGate``). No commit falls
-    inside a record's handling.
+    every ``FLUSH_EVERY`` records and before every commit (``app.transactions.CommitGate``), so no offset is
+    committed before its sends. Under exactly_once that costs no time: what a transaction holds is seen
+    when it commits. Each input partition holds its own, since its sends join its transaction. Under
+    at_least_once what is held goes out ``LINGER_S`` after the first of it. No commit falls inside a
+    record's handling or a flush.
     """
-    gate: CommitGate = stream.app.commit_gate  # type: ignore[attr-defined]  # app.faust_app.App has one
-    waiting = stream.channel.queue  # type: ignore[attr-defined]  # an agent's stream reads a channel
-    mine = executor.for_loop()
-    source: TP | None = None
+    app = stream.app
+    gate: CommitGate = app.commit_gate  # type: ignore[attr-defined]  # app.faust_app.App has one
+    transactional = app.in_transaction
+    holders: dict[TP | None, Executor] = {}
     handled = 0
+    timer: asyncio.TimerHandle | None = None
+    lingering: set[asyncio.Task[None]] = set()
 
     async def flush() -> None:
-        nonlocal handled
+        nonlocal handled, timer
         handled = 0
-        with sending_for(source):
-            await mine.flush()
+        if timer is not None:
+            timer.cancel()
+            timer = None
+        for source, holder in list(holders.items()):
+            with sending_for(source):
+                await holder.flush()
+
+    async def linger_over() -> None:
+        async with gate.message():
+            await flush()
+
+    def start_flush() -> None:
+        task = asyncio.ensure_future(linger_over())
+        lingering.add(task)
+        task.add_done_callback(_finished(lingering))
 
     with gate.flushing(flush):
-        async for event in stream.events():
-            message = event.message
-            async with gate.message():
-                if message.tp != source:
-                    await flush()
-                    source = message.tp
-                record = Incoming(message.topic, message.partition, message.offset, message.key, message.value,
-                                  message.timestamp)
-                for each in opened(record) if enveloped else (record,):
-                    await mine.process(handler, each)
-                handled += 1
-                if handled >= FLUSH_EVERY or waiting.empty():
-                    await flush()
+        async with _flushed_on_exit(app, flush, holders):
+            async for event in stream.events():
+                message = event.message
+                async with gate.message():
+                    source = message.tp if transactional else None
+                    holder = holders.get(source)
+                    if holder is None:
+                        holder = holders[source] = executor.for_loop()
+                    record = Incoming(message.topic, message.partition, message.offset, message.key, message.value,
+                                      message.timestamp)
+                    for each in opened(record) if enveloped else (record,):
+                        await holder.process(handler, each)
+                    handled += 1
+                    if handled >= FLUSH_EVERY:
+                        await flush()
+                    elif not transactional and timer is None and len(holder.envelopes):
+                        timer = asyncio.get_running_loop().call_later(LINGER_S, start_flush)
+
+
+@asynccontextmanager
+async def _flushed_on_exit(app: AppT, flush: Callable[[], Awaitable[None]],
+                           holders: dict[TP | None, Executor]) -> AsyncIterator[None]:
+    """An agent that stops (or fails) sends what it holds; if it cannot, the worker stops before its next
+    commit could commit the offsets of records whose sends were never made."""
+    try:
+        yield
+    finally:
+        if any(len(holder.envelopes) for holder in holders.values()):
+            try:
+                await flush()
+            except Exception as exc:
+                log.critical("could not send held messages; stopping the worker", exc_info=exc)
+                await app.crash(exc)
+                raise
+
+
+def _finished(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+    """Forget a finished flush; say if it failed (the held sends are then lost to this run, and the
+    worker's next commit fails with the producer)."""
+
+    def done(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("sending held messages failed", exc_info=task.exception())
+
+    return done

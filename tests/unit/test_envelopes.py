@@ -123,3 +123,32 @@ def test_each_loop_holds_its_own_sends() -> None:
 
     asyncio.run(run())
     assert [value for _, _, value, _, _ in sent.records] == [b'"a"\t{1}'] and len(second.envelopes) == 1
+
+
+def test_an_envelope_that_could_not_be_sent_is_held_again_ahead_of_what_came_since() -> None:
+    sent, failures = Sent(), [ConnectionError("broker away")]
+    send = sent.send
+
+    async def flaky(topic: str, key: bytes | None, value: bytes | None, headers: Headers,
+                    partition: int | None = None) -> None:
+        if failures:
+            raise failures.pop()
+        await send(topic, key, value, headers, partition)
+
+    sent.send = flaky  # type: ignore[method-assign]
+    held = Envelopes(sent, {"stock": 1}, lambda key, n: 0)
+
+    async def run() -> None:
+        await held.send("stock", b"a", b"{1}", [])
+        try:
+            await held.flush()
+        except ConnectionError:
+            pass
+        else:
+            raise AssertionError("the failure was swallowed")
+        await held.send("stock", b"b", b"{2}", [])
+        assert len(held) == 2
+        await held.flush()
+
+    asyncio.run(run())
+    assert [value for _, _, value, _, _ in sent.records] == [b'"a"\t{1}\n"b"\t{2}']
