@@ -27,6 +27,8 @@ def build(settings: Settings) -> App:
     """The whole worker, wired; ``app.main()`` runs Faust's command line on it."""
     app = create_app(settings)
     tables = declare_tables(app, settings)
+    for table in tables.values():
+        app.commit_gate.always(table.flush_changelog)  # type: ignore[attr-defined]  # tables.held_changelog's
     topics = declare_topics(app, settings)
     measured = metrics.register(app, settings)
     executor = Executor(tables, TopicOutbox(topics.by_name, measured.sends.track),

@@ -13,7 +13,7 @@ from faust.web.drivers import aiohttp as faust_aiohttp
 
 from app.transactions import CommitGate, Transport
 from config.settings import Settings
-from tables.bulk_restore import Table
+from tables.held_changelog import Table
 from tables.recovery import TableManager
 
 #: how long a stopping worker lets an open request finish (aiohttp's default is 60 s)

@@ -60,11 +60,16 @@ class CommitGate:
         self._open = asyncio.Event()
         self._open.set()
         self._flushers: set[Flusher] = set()
+        self._last: list[Flusher] = []
 
     @property
     def wanted(self) -> bool:
         """A commit waits for the messages under way."""
         return not self._open.is_set()
+
+    def always(self, flusher: Flusher) -> None:
+        """``flusher`` runs before every commit, after the agents' (a table's held changelog writes)."""
+        self._last.append(flusher)
 
     @contextmanager
     def flushing(self, flusher: Flusher) -> Iterator[None]:
@@ -94,7 +99,7 @@ class CommitGate:
         self._open.clear()
         try:
             await self._idle.wait()
-            for flusher in list(self._flushers):
+            for flusher in [*self._flushers, *self._last]:
                 await flusher()
             yield
         finally:

@@ -1,0 +1,61 @@
+"""Tables whose changelog gets a key's last value per commit under exactly_once, not every value between.
+
+A saga's state, its deadline and the minute's counts are written several times between two commits
+when orders come quickly; each write was a changelog record to produce (and, for a standby, to
+read). What a transaction makes durable is only the last value of each key, so the table holds its
+changelog writes and the commit gate (``app.transactions.CommitGate``) sends them before each commit,
+into the transaction of the changelog partition's input, as before. A worker that dies first loses
+them with the transaction, and its local tables are rebuilt (``app.local_state``).
+
+Not under at_least_once: there a worker keeps its local tables after a crash, and a change they hold
+whose changelog write was still held would never reach the changelog (the redelivery finds the
+change made and writes nothing), so a later owner of the partition would not have it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.types import FutureMessage
+from faust.types.codecs import CodecArg
+
+from tables import bulk_restore
+
+
+class Table(bulk_restore.Table):
+    """A table of :mod:`tables.bulk_restore` that holds its changelog writes until :meth:`flush_changelog`."""
+
+    def send_changelog(
+        self,
+        partition: int | None,
+        key: Any,
+        value: Any,
+        key_serializer: CodecArg | None = None,
+        value_serializer: CodecArg | None = None,
+    ) -> FutureMessage:
+        """Under exactly_once hold the write, a later one of the same key replacing it; otherwise send it now.
+
+        Either way the message's partition is fixed now, as Faust's callers read it from the result.
+        """
+        if not self.app.in_transaction:
+            return super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        fut = self.changelog_topic.as_future_message(
+            key=key, value=value, partition=partition, key_serializer=key_serializer or self.key_serializer,
+            value_serializer=value_serializer or self.value_serializer, callback=self._on_changelog_sent,
+            eager_partitioning=True,
+        )
+        self._held_changelog()[(fut.message.partition, key)] = fut
+        return fut
+
+    async def flush_changelog(self) -> None:
+        """Send the held writes to the changelog (through Faust's producer buffer), each key's last."""
+        held = self._held_changelog()
+        while held:
+            _, fut = held.popitem()
+            self.app.producer.send_soon(fut)
+
+    def _held_changelog(self) -> dict[tuple[int | None, Any], FutureMessage]:
+        held: dict[tuple[int | None, Any], FutureMessage] | None = self.__dict__.get("_held")
+        if held is None:
+            held = self.__dict__["_held"] = {}
+        return held
