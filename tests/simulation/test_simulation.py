@@ -75,7 +75,7 @@ def test_the_simulator_runs_the_handlers_and_the_executor_the_agents_run() -> No
     agents = ROOT / "agents"
     consume = (agents / "faust_io.py").read_text()
     assert "for each in opened(record) if enveloped else (record,):" in consume
-    assert "await mine.process(handler, each)" in consume and "await mine.flush()" in consume
+    assert "await holder.process(handler, each)" in consume and "await holder.flush()" in consume
     for module, call in [("ingress", "handlers.ingress(topic, payment_mode)"),
                          ("saga", "handlers.saga(policy, exactly_once, measure), enveloped=True"),
                          ("saga", "handlers.timeouts_due("), ("saga", "await timer.apply(effects)"),
