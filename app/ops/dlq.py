@@ -35,7 +35,7 @@ EXAMPLES = """examples:
   streamsaga dlq redrive --topic payment-events --reason "timed out"
 """
 #: headers the dead-letter path added; a redriven message goes back without them
-FAILURE_HEADERS = ("original.topic", "original.partition", "original.offset", "failure.reason",
+FAILURE_HEADERS = ("original.topic", "original.partition", "original.offset", "original.index", "failure.reason",
                    "failure.timestamp", "failure.class")
 
 

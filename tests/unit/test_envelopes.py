@@ -152,3 +152,15 @@ def test_an_envelope_that_could_not_be_sent_is_held_again_ahead_of_what_came_sin
 
     asyncio.run(run())
     assert [value for _, _, value, _, _ in sent.records] == [b'"a"\t{1}\n"b"\t{2}']
+
+
+def test_a_redriven_letter_goes_back_without_any_header_the_dead_letter_path_added() -> None:
+    from app.ops.dlq import _provenance
+    from app.ops.kafka import Stored
+
+    letter = Stored("stock.DLQ", 0, 5, 0, b"b", b"bad", (
+        ("original.topic", b"stock"), ("original.partition", b"3"), ("original.offset", b"17"),
+        ("original.index", b"1"), ("failure.reason", b"bad body"), ("failure.timestamp", b"t"),
+        ("failure.class", b"BadMessage"), ("trace", b"kept")))
+    names = [name for name, _ in _provenance(letter)]
+    assert names[0] == "trace" and not any(name.startswith(("original.", "failure.")) for name in names)
