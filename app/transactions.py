@@ -62,11 +62,6 @@ class CommitGate:
         self._flushers: set[Flusher] = set()
         self._last: list[Flusher] = []
 
-    @property
-    def wanted(self) -> bool:
-        """A commit waits for the messages under way."""
-        return not self._open.is_set()
-
     def always(self, flusher: Flusher) -> None:
         """``flusher`` runs before every commit, after the agents' (a table's held changelog writes)."""
         self._last.append(flusher)
