@@ -113,8 +113,8 @@ async def _flushed_on_exit(app: AppT, flush: Callable[[], Awaitable[None]],
 
 
 def _finished(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
-    """Forget a finished flush; say if it failed (the held sends are then lost to this run, and the
-    worker's next commit fails with the producer)."""
+    """Forget a finished flush; say if it failed (what it could not send is held again, so the next
+    flush or the commit's sends it, or the commit fails)."""
 
     def done(task: asyncio.Task[None]) -> None:
         tasks.discard(task)
