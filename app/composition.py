@@ -18,8 +18,9 @@ from app.faust_app import App, create_app
 from app.topic_names import full_name
 from app.topics import declare_topics
 from config.settings import Settings
-from models.handlers import DEADLINES
+from models.handlers import DEADLINES, own_outputs
 from models.saga import SagaPolicy
+from models.topics import INPUT_TOPICS
 from tables.state import declare_tables
 
 
@@ -38,6 +39,7 @@ def build(settings: Settings) -> App:
     policy = SagaPolicy(payment_mode=settings.payment_mode, timeout=timedelta(seconds=settings.saga_timeout_s))
     exactly_once = settings.processing_guarantee == "exactly_once"
     ingress.register(app, topics, executor, settings.payment_mode)
+    app.own_outputs.update({settings.topic(name): own_outputs(name, settings.payment_mode) for name in INPUT_TOPICS})
     saga.register(app, topics, executor, tables[DEADLINES], policy, exactly_once, settings.timeout_check_interval_s,
                   settings.stats)
     stock.register(app, topics, executor, exactly_once)

@@ -40,6 +40,8 @@ class App(faust.App):
         super().__init__(settings.group_id, **options)
         self.settings = settings
         self.commit_gate = CommitGate()
+        #: full public topic name -> the event types the app writes there; the consumer skips them
+        self.own_outputs: dict[str, frozenset[str]] = {}
 
     def _new_transport(self) -> TransportT:
         return Transport(self.conf.broker_consumer, self)

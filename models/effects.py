@@ -15,6 +15,9 @@ from models.events import Event
 from models.measures import Measure
 from models.topics import topic_of
 
+#: the header on every event the app writes, beside the contract's: ingress skips its own outputs by it
+OUTPUT_MARK = ("emittedBy", b"streamsaga")
+
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
@@ -73,8 +76,8 @@ class Send:
 
     @property
     def headers(self) -> dict[str, bytes]:
-        """The contract's headers for an event; internal commands carry none."""
-        return self.message.headers() if isinstance(self.message, Event) else {}
+        """The contract's headers for an event, and the mark of the app's own output; commands carry none."""
+        return {**self.message.headers(), OUTPUT_MARK[0]: OUTPUT_MARK[1]} if isinstance(self.message, Event) else {}
 
 
 @dataclass(frozen=True, slots=True)

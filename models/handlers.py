@@ -16,7 +16,7 @@ import orjson
 
 from models import commands, stats
 from models.commands import Command, Message, PaymentCharged, PaymentDeclined, SagaTimeout, decode_message
-from models.effects import NOTHING, Effects, Incoming, Send, Write, outputs
+from models.effects import NOTHING, OUTPUT_MARK, Effects, Incoming, Send, Write, outputs
 from models.events import (
     BadMessage,
     Event,
@@ -64,10 +64,15 @@ _ACCEPTED: dict[str, dict[type[Event], str]] = {
 # --- ingress: public topics ------------------------------------------------------------------
 
 
+def own_outputs(topic: str, payment_mode: str) -> frozenset[str]:
+    """The event types the app itself writes to a public input topic, which ingress ignores."""
+    paid_here = topic == PAYMENT_EVENTS and payment_mode == "internal"
+    return frozenset(_OWN_OUTPUTS[topic] | ({"PaymentProcessed", "PaymentFailed"} if paid_here else set()))
+
+
 def route_public(topic: str, event: Event, payment_mode: str) -> tuple[str, Message] | None:
     """Where an event read from a public topic goes (internal topic, message); None for our own output."""
-    own = _OWN_OUTPUTS[topic] | ({"PaymentProcessed", "PaymentFailed"} if payment_mode == "internal" else set())
-    if event.event_type in own:
+    if event.event_type in own_outputs(topic, payment_mode):
         return None
     destination = _ACCEPTED[topic].get(type(event))
     if destination is not None:
@@ -93,6 +98,18 @@ def ingress(topic: str, payment_mode: str) -> Handler:
         return Effects(sends=(Send(destination, _key_of(message), message),))
 
     return handle
+
+
+def skippable(own: frozenset[str], headers: Iterable[tuple[str, bytes]], value: bytes | None) -> bool:
+    """Whether a public record is one the app wrote (``OUTPUT_MARK``) of a type ingress ignores (``own``),
+    by its body, which the contract says wins: such a record needs no handling at all."""
+    if OUTPUT_MARK not in headers or value is None:
+        return False
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(body, dict) and body.get("event_type") in own
 
 
 def _key_of(message: Message) -> str:

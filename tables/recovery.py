@@ -1,4 +1,5 @@
-"""How a worker takes up its partitions after a rebalance or restart: three mends to faust-streaming 0.15.3.
+"""How a worker takes up its partitions after a rebalance or restart: three mends to faust-streaming 0.15.3;
+the consumer also skips the app's own outputs (``app.own_outputs``).
 
 - Faust ends a recovery by resuming the input partitions and only then seeking them to their committed
   offsets. The fetcher is already running (it read the changelogs), so agents process records, and the
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import cast
+from typing import Any, cast
 
 import aiokafka
 from faust.tables import TableManager as FaustTableManager
@@ -25,6 +26,9 @@ from faust.tables.recovery import Recovery as FaustRecovery
 from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from faust.types.tuples import ack_lock
+
+from app.own_outputs import SkippedAcks, SkippingScheduler
 
 
 class Recovery(FaustRecovery):
@@ -135,7 +139,66 @@ class Consumer(faust_aiokafka.Consumer):
     Faust pauses the partitions of a new assignment only after a few awaits; a worker's first records
     could be handed to the agents in between, before its tables are recovered and its inputs seeked.
     Before a plain (at_least_once) offset commit it has the agents send what they hold in envelopes.
+    The app's own outputs on the public topics never reach the agents (``app.own_outputs``).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.skipped_acks = SkippedAcks(self._is_acked)
+        self.scheduler = SkippingScheduler(self.scheduler, self)
+
+    def own_outputs(self) -> Mapping[str, frozenset[str]]:
+        """Full public topic name -> the event types the app writes there (set by the composition root)."""
+        return cast(Mapping[str, frozenset[str]], self.app.own_outputs)  # type: ignore[attr-defined]
+
+    def generation(self) -> int:
+        """The consumer group generation now."""
+        return int(self.app.consumer_generation_id)
+
+    def deliverable(self, tp: TP, generation: int) -> bool:
+        """Faust's test in ``getmany`` of whether a record it takes next goes to the agents."""
+        return (self.flow_active and self.app.consumer_generation_id == generation
+                and (tp in self._get_active_partitions() or tp in self._buffered_partitions))
+
+    def skip(self, tp: TP, offset: int) -> None:
+        """A skipped record counts as read (so Faust sees no gap), and as acked in its turn.
+
+        So do the offsets between it and the record read before it, which no record holds (transaction
+        markers, under exactly_once after every commit): Faust fills such a gap when it reads the record
+        after it, which it never reads here.
+        """
+        read = self._read_offset[tp]
+        self._read_offset[tp] = offset
+        for each in range(read + 1 if read is not None and read < offset else offset, offset + 1):
+            if self.skipped_acks.skipped(tp, each):
+                self._ack_skipped(tp, each)
+
+    def _is_acked(self, tp: TP, offset: int) -> bool:
+        """Whether Faust counts the record at ``offset`` as done: acked since the last commit, or committed."""
+        committed = self._committed_offset[tp]
+        return offset in self._acked_index[tp] or (committed is not None and offset < committed)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """The offset a commit may take for ``tp``, once the skipped offsets now due are acked."""
+        for offset in self.skipped_acks.release(tp):
+            self._ack_skipped(tp, offset)
+        return cast("int | None", super()._new_offset(tp))
+
+    def _ack_skipped(self, tp: TP, offset: int) -> None:
+        """What Faust's ``ack`` records of a message, for an offset no message was made of."""
+        with ack_lock:
+            committed = self._committed_offset[tp]
+            if committed is None or offset >= committed:
+                acked_index = self._acked_index[tp]
+                if offset not in acked_index:
+                    acked_index.add(offset)
+                    self._acked[tp].append(offset)
+                    self._n_acked += 1
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Faust's bookkeeping of the revoked partitions goes, and so does ours."""
+        self.skipped_acks.forget(revoked)
+        await super().on_partitions_revoked(revoked)
 
     async def _commit_offsets(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         """What the agents hold for the inputs being committed is sent first (``app.transactions.CommitGate``)."""
@@ -149,4 +212,5 @@ class Consumer(faust_aiokafka.Consumer):
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         """Pause everything assigned, then let Faust and the recovery resume what each needs."""
         self._paused_partitions.update(assigned)
+        self.skipped_acks.forget(assigned)
         await super().on_partitions_assigned(assigned, generation_id)
