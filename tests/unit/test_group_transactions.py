@@ -1,0 +1,123 @@
+"""The requests of one transaction per worker, on the wire and in their answers (the broker's side is in
+tests/integration/test_group_transactions.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+from collections.abc import Callable, Coroutine
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiokafka import errors
+from aiokafka.producer.transaction_manager import TransactionManager as TxnState
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+from app.group_transactions import (
+    UNSTABLE_OFFSET_COMMIT,
+    GenerationTxnOffsetCommitHandler,
+    GroupFenced,
+    OffsetFetchResponseV7,
+    OffsetFetchStructV7,
+    StableOffsetFetch,
+    TxnOffsetCommitResponseV3,
+    TxnOffsetCommitStructV3,
+    UnstableOffsetCommit,
+    committed_offsets,
+)
+
+IN = TopicPartition("in", 0)
+OTHER = TopicPartition("in", 1)
+
+
+def _in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """aiokafka's transaction state makes futures, so it lives in a running loop."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+def _sender(txn: TxnState) -> Any:
+    return SimpleNamespace(_txn_manager=txn, _retry_backoff=0.01)
+
+
+def _txn_with_offsets(offsets: dict[TopicPartition, OffsetAndMetadata]) -> TxnState:
+    txn = TxnState("worker-1", 60_000)
+    txn.set_pid_and_epoch(42, 3)
+    txn.begin_transaction()
+    txn.maybe_add_partition_to_txn(TopicPartition("out", 0))
+    txn.partition_added(TopicPartition("out", 0))
+    txn.add_offsets_to_txn(offsets, "app")
+    txn.consumer_group_added("app")
+    return txn
+
+
+def _response(codes: dict[TopicPartition, int]) -> TxnOffsetCommitResponseV3:
+    return TxnOffsetCommitResponseV3(0, [(tp.topic, [(tp.partition, code, {})], {}) for tp, code in codes.items()], {})
+
+
+@_in_loop
+async def test_the_offset_commit_names_the_generation_and_member_read_when_it_is_sent() -> None:
+    offsets = {OTHER: OffsetAndMetadata(9, ""), IN: OffsetAndMetadata(5, "")}
+    metadata = iter([(7, "member-a")])
+    handler = GenerationTxnOffsetCommitHandler(_sender(_txn_with_offsets(offsets)), offsets, "app",
+                                               lambda: next(metadata))
+    struct = handler.create_request().build(TxnOffsetCommitStructV3)
+    decoded = TxnOffsetCommitStructV3.SCHEMA.decode(io.BytesIO(struct.encode()))
+    assert decoded[:7] == ("worker-1", "app", 42, 3, 7, "member-a", None)
+    assert decoded[7] == [("in", [(0, 5, -1, "", {}), (1, 9, -1, "", {})], {})]
+
+
+@pytest.mark.parametrize("code", [errors.IllegalGenerationError.errno, errors.UnknownMemberIdError.errno, 82])
+@_in_loop
+async def test_a_refusal_by_the_group_is_an_abortable_error_that_still_aborts_on_the_broker(code: int) -> None:
+    offsets = {IN: OffsetAndMetadata(5, "")}
+    txn = _txn_with_offsets(offsets)
+    handler = GenerationTxnOffsetCommitHandler(_sender(txn), offsets, "app", lambda: (7, "member-a"))
+    assert handler.handle_response(_response({IN: code})) is None
+    assert txn.state == txn.state.ABORTABLE_ERROR
+    with pytest.raises(GroupFenced):
+        txn._transaction_waiter.result()  # what a commit would raise
+    txn.aborting_transaction()
+    # the abort is sent: aiokafka's own error path forgot what the transaction holds and skipped it
+    assert not txn.is_empty_transaction()
+    assert txn.needs_transaction_commit() is not None
+
+
+@_in_loop
+async def test_an_accepted_commit_completes_the_offsets_and_other_errors_stay_aiokafkas() -> None:
+    offsets = {IN: OffsetAndMetadata(5, "")}
+    txn = _txn_with_offsets(offsets)
+    pending = txn._pending_txn_offsets[0][2]
+    handler = GenerationTxnOffsetCommitHandler(_sender(txn), dict(offsets), "app", lambda: (7, "member-a"))
+    assert handler.handle_response(_response({IN: 0})) is None
+    assert pending.done() and pending.exception() is None
+    busy = _txn_with_offsets(dict(offsets))
+    retry = GenerationTxnOffsetCommitHandler(_sender(busy), dict(offsets), "app", lambda: (7, "member-a"))
+    assert retry.handle_response(_response({IN: errors.CoordinatorLoadInProgressError.errno})) == 0.01
+
+
+def test_the_offset_fetch_asks_for_stable_offsets() -> None:
+    struct = StableOffsetFetch("app", [("in", [0, 1])]).build(OffsetFetchStructV7)
+    decoded = OffsetFetchStructV7.SCHEMA.decode(io.BytesIO(struct.encode()))
+    assert decoded == ("app", [("in", [0, 1], {})], True, {})
+
+
+def _fetched(*partitions: tuple[int, int, int], error: int = 0) -> OffsetFetchResponseV7:
+    return OffsetFetchResponseV7(0, [("in", [(p, offset, -1, "", code, {}) for p, offset, code in partitions], {})],
+                                 error, {})
+
+
+def test_fetched_offsets_skip_partitions_never_committed_and_an_unstable_one_is_retried() -> None:
+    assert committed_offsets(_fetched((0, 5, 0), (1, -1, 0))) == {IN: OffsetAndMetadata(5, "")}
+    with pytest.raises(UnstableOffsetCommit) as unstable:
+        committed_offsets(_fetched((0, 5, 0), (1, -1, UNSTABLE_OFFSET_COMMIT)))
+    assert unstable.value.retriable
+    with pytest.raises(errors.GroupAuthorizationFailedError):
+        committed_offsets(_fetched(error=errors.GroupAuthorizationFailedError.errno))
+
