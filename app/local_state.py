@@ -26,4 +26,20 @@ def prepare_table_state(tables_dir: Path, exactly_once: bool) -> None:
         shutil.rmtree(tables_dir)
     tables_dir.mkdir(parents=True, exist_ok=True)
     marker.unlink(missing_ok=True)
-    atexit.register(marker.touch)
+    atexit.register(_mark_clean, marker)
+
+
+#: set once this run's tables hold changes whose transaction was aborted
+_distrusted = False
+
+
+def distrust_table_state() -> None:
+    """This run's tables hold aborted changes (the worker was fenced): its stop, however orderly, is not clean."""
+    global _distrusted
+    _distrusted = True
+
+
+def _mark_clean(marker: Path) -> None:
+    """At exit: the next run may keep the tables, unless this run distrusted them."""
+    if not _distrusted:
+        marker.touch()

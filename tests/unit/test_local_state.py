@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import atexit
+import functools
 from pathlib import Path
 
 import pytest
 
-from app.local_state import CLEAN_MARKER, prepare_table_state
+from app import local_state
+from app.local_state import CLEAN_MARKER, distrust_table_state, prepare_table_state
 
 
 @pytest.fixture(autouse=True)
 def no_exit_hooks(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Collect the exit hook instead of registering it with the interpreter."""
     hooks: list[object] = []
-    monkeypatch.setattr(atexit, "register", hooks.append)
+    monkeypatch.setattr(atexit, "register", lambda hook, *args: hooks.append(functools.partial(hook, *args)))
+    monkeypatch.setattr(local_state, "_distrusted", False)
     return hooks
 
 
@@ -51,3 +54,12 @@ def test_the_exit_hook_marks_a_clean_stop(tmp_path: Path, no_exit_hooks: list[ob
     (hook,) = no_exit_hooks
     hook()  # type: ignore[operator]
     assert (tables / CLEAN_MARKER).exists()
+
+
+def test_a_fenced_run_does_not_mark_its_stop_clean(tmp_path: Path, no_exit_hooks: list[object]) -> None:
+    tables = tmp_path / "worker"
+    prepare_table_state(tables, exactly_once=True)
+    distrust_table_state()  # its transaction was aborted after its tables took the changes
+    (hook,) = no_exit_hooks
+    hook()  # type: ignore[operator]
+    assert not (tables / CLEAN_MARKER).exists()
