@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from faust.types import TP, AppT, StreamT, TopicT
+from faust.types import AppT, StreamT, TopicT
 
 from agents.executor import Executor, Headers
-from app.transactions import CommitGate, sending_for
+from app.transactions import CommitGate, sending_for_inputs
 from models.effects import Incoming, opened
 from models.handlers import Handler
 
@@ -44,14 +44,13 @@ async def consume(stream: StreamT, executor: Executor, handler: Handler, envelop
     What the handler sends to internal topics is held, and sent in one envelope per destination partition
     every ``FLUSH_EVERY`` records and before every commit (``app.transactions.CommitGate``), so no offset is
     committed before its sends. Under exactly_once that costs no time: what a transaction holds is seen
-    when it commits. Each input partition holds its own, since its sends join its transaction. Under
-    at_least_once what is held goes out ``LINGER_S`` after the first of it. No commit falls inside a
-    record's handling or a flush.
+    when it commits, and the worker has one transaction for all its inputs. Under at_least_once what is
+    held goes out ``LINGER_S`` after the first of it. No commit falls inside a record's handling or a flush.
     """
     app = stream.app
     gate: CommitGate = app.commit_gate  # type: ignore[attr-defined]  # app.faust_app.App has one
     transactional = app.in_transaction
-    holders: dict[TP | None, Executor] = {}
+    holder = executor.for_loop()
     handled = 0
     timer: asyncio.TimerHandle | None = None
     lingering: set[asyncio.Task[None]] = set()
@@ -62,9 +61,8 @@ async def consume(stream: StreamT, executor: Executor, handler: Handler, envelop
         if timer is not None:
             timer.cancel()
             timer = None
-        for source, holder in list(holders.items()):
-            with sending_for(source):
-                await holder.flush()
+        with sending_for_inputs():
+            await holder.flush()
 
     async def linger_over() -> None:
         async with gate.message():
@@ -76,14 +74,10 @@ async def consume(stream: StreamT, executor: Executor, handler: Handler, envelop
         task.add_done_callback(_finished(lingering))
 
     with gate.flushing(flush):
-        async with _flushed_on_exit(app, flush, holders):
+        async with _flushed_on_exit(app, flush, holder):
             async for event in stream.events():
                 message = event.message
                 async with gate.message():
-                    source = message.tp if transactional else None
-                    holder = holders.get(source)
-                    if holder is None:
-                        holder = holders[source] = executor.for_loop()
                     record = Incoming(message.topic, message.partition, message.offset, message.key, message.value,
                                       message.timestamp)
                     for each in opened(record) if enveloped else (record,):
@@ -97,13 +91,13 @@ async def consume(stream: StreamT, executor: Executor, handler: Handler, envelop
 
 @asynccontextmanager
 async def _flushed_on_exit(app: AppT, flush: Callable[[], Awaitable[None]],
-                           holders: dict[TP | None, Executor]) -> AsyncIterator[None]:
+                           holder: Executor) -> AsyncIterator[None]:
     """An agent that stops (or fails) sends what it holds; if it cannot, the worker stops before its next
     commit could commit the offsets of records whose sends were never made."""
     try:
         yield
     finally:
-        if any(len(holder.envelopes) for holder in holders.values()):
+        if len(holder.envelopes):
             try:
                 await flush()
             except Exception as exc:

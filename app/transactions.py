@@ -1,45 +1,52 @@
-"""Exactly-once for a topology that feeds itself: join the transaction of the message being processed.
+"""Exactly-once for a topology that feeds itself: one transaction per worker, fenced by the group (KIP-447).
 
 faust-streaming 0.15.3 picks the transactional producer of a send from the *destination*
 partition, but commits the transaction of the *source* partition. When an agent's output goes
 to another topic or partition (the saga's commands, every changelog write) it lands in a
-transaction nobody commits, and ``read_committed`` readers never see it: sagas stall. Kafka
-Streams' rule is one producer per input task; this manager follows it. Changelog writes are
-flushed from Faust's producer buffer, outside the event's context; they go to the partition of
-the event that caused them, so the destination names the right transaction, as Faust does.
-Any other send with no message being processed (web views, timers) has no transaction to
-join and goes out plainly: in a transaction nobody commits it would never be seen.
+transaction nobody commits, and ``read_committed`` readers never see it: sagas stall. Here every
+send made for the worker's inputs, and every changelog write, joins the worker's one transaction,
+and each commit ends it with the offsets of all its inputs. Any other send (web views, timers) has
+no input to commit with and goes out plainly: in a transaction nobody commits it would never be seen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
+from aiokafka.errors import ProducerFenced
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP, FutureMessage, RecordMetadata, TransportT
 from faust.types.tuples import HeadersArg
 
+from app.group_transactions import GroupFenced, commit_offsets_with_generation
+from app.local_state import distrust_table_state
 from tables.recovery import Consumer
 
 Flusher = Callable[[], Awaitable[None]]
-#: the input partition whose transaction a send joins, when it is sent outside that input's handling
-_SOURCE: ContextVar[TP | None] = ContextVar("streamsaga_source", default=None)
+#: whether a send is made for inputs being handled, though outside their handling (held envelopes)
+_FOR_INPUTS: ContextVar[bool] = ContextVar("streamsaga_for_inputs", default=False)
 
 
 @contextmanager
-def sending_for(source: TP | None) -> Iterator[None]:
-    """Sends made inside join the transaction of ``source`` (envelopes flushed after their inputs)."""
-    token = _SOURCE.set(source)
+def sending_for_inputs() -> Iterator[None]:
+    """Sends made inside join the worker's transaction (envelopes flushed after their inputs were handled)."""
+    token = _FOR_INPUTS.set(True)
     try:
         yield
     finally:
-        _SOURCE.reset(token)
+        _FOR_INPUTS.reset(token)
+
+
+class TransactionFailed(Exception):
+    """The worker's transaction can neither commit nor go on: the worker stops, and rebuilds its tables."""
 
 
 class CommitGate:
@@ -106,8 +113,14 @@ class CommitGate:
             pass
 
 
-class SourceTransactionManager(TransactionManager):
-    """Send within the transaction of the source partition, the one the commit will close."""
+class WorkerTransactionManager(TransactionManager):
+    """One transaction per worker at a time, holding every send made for its inputs and their offsets.
+
+    Faust (and Kafka Streams before KIP-447) keep a transactional producer per input partition, so that a
+    new owner of a partition fences the old one by reusing its id; a commit then ends one transaction per
+    input partition. Here the group does the fencing: the offsets name the group generation
+    (``app.group_transactions``), and a worker the group has moved on from cannot commit them.
+    """
 
     async def send(
         self,
@@ -120,38 +133,55 @@ class SourceTransactionManager(TransactionManager):
         *,
         transactional_id: str | None = None,
     ) -> Awaitable[RecordMetadata]:
-        """Route the send to the producer of the event being processed, if any."""
+        """A send made for an input (or a table's changelog write) joins the worker's transaction."""
         from faust import current_event
 
-        source = _SOURCE.get()
-        if source is None:
-            event = current_event()
-            source = event.message.tp if event is not None else None
+        producer = self._producer()
+        transactional = _FOR_INPUTS.get() or current_event() is not None
         if partition is None:
             partition = self.consumer.key_partition(topic, key, partition)
-        if source is None and topic in self._changelog_topics() and partition is not None:
-            source = TP(topic, partition)
-        transactional_id = None
-        if source is not None:
-            group = self.app.assignor.group_for_topic(source.topic)
-            transactional_id = f"{self.app.conf.id}-{group}-{source.partition}"
-        return await self.producer.send(
-            topic, key, value, partition, timestamp, headers, transactional_id=transactional_id
-        )
+        if not transactional and topic in self._changelog_topics() and partition is not None:
+            transactional = True
+        return await producer.send(topic, key, value, partition, timestamp, headers,
+                                   transactional_id=producer.transactional_id if transactional else None)
 
     async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
-        """Commit the transactions once no message is half done (see :class:`CommitGate`).
+        """Commit the worker's transaction once no message is half done (see :class:`CommitGate`).
 
         Table writes reach the producer through Faust's buffer, later than the message that made them;
         a commit before the buffer is drained would leave a change that is done (its offset committed)
         to the next transaction, which a crash aborts. Faust drains it before a plain offset commit,
-        not before a transactional one: so we do.
+        not before a transactional one: so we do. A worker that was fenced stops, as Faust stops on a
+        fenced producer: its tables hold changes that were aborted, and it rebuilds them when started.
         """
         gate: CommitGate = self.app.commit_gate  # type: ignore[attr-defined]  # app.faust_app.App has one
         async with gate.commit():
-            buffer: DrainableBuffer = self.producer.buffer  # type: ignore[assignment]  # our Producer's
-            await buffer.drained()
-            return await super().commit(offsets, start_new_transaction)
+            producer = self._producer()
+            try:
+                await cast(DrainableBuffer, producer.buffer).drained()
+                await producer.commit_worker_transaction(offsets, self.app.conf.id, start_new_transaction)
+            except (ProducerFenced, GroupFenced, TransactionFailed) as exc:
+                self.log.warning("This worker was fenced, or its transaction failed, so it stops: %r", exc)
+                distrust_table_state()
+                await self.app.crash(exc)
+        return True
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """After Faust's last commit of the revoked inputs: nothing may stay open into the next generation."""
+        await super().on_partitions_revoked(revoked)
+        try:
+            await self._producer().abort_worker_transaction()
+        except TransactionFailed:
+            distrust_table_state()
+            raise
+
+    async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]) -> None:
+        """With inputs assigned, the worker's transaction is open (the first one starts its producer)."""
+        if assigned:
+            await self._producer().begin_worker_transaction()
+
+    def _producer(self) -> Producer:
+        return cast(Producer, self.producer)
 
     def _changelog_topics(self) -> set[str]:
         """Names of the tables' changelog topics."""
@@ -169,6 +199,7 @@ class DrainableBuffer(ProducerBuffer):
         super().__post_init__()
         self._drained = asyncio.Event()
         self._drained.set()
+        self._failure: BaseException | None = None
 
     def put(self, fut: FutureMessage) -> None:
         """Buffer a message (a table's changelog record)."""
@@ -178,30 +209,66 @@ class DrainableBuffer(ProducerBuffer):
     async def _send_pending(self, fut: FutureMessage) -> None:
         try:
             await super()._send_pending(fut)
+        except BaseException as exc:
+            self._failure = exc  # Faust's buffer task ends here: nothing in it will be sent
+            distrust_table_state()  # and the tables hold changes their changelogs will never have
+            self._drained.set()
+            raise
         finally:
             if not self.size:
                 self._drained.set()
 
     async def drained(self) -> None:
-        """Until every buffered message has been handed to the producer."""
+        """Until every buffered message has been handed to the producer; if the buffer failed, why."""
         await self._drained.wait()
+        if self._failure is not None:
+            raise TransactionFailed(f"a table's changelog write could not be sent: {self._failure!r}")
 
 
 #: aiokafka's default is 100
 TRANSACTIONAL_RETRY_BACKOFF_MS = 10
+#: how long an open transaction of a worker that died holds back readers (Kafka Streams' default under EOS);
+#: a worker started again from the same data directory fences it at once
+TRANSACTION_TIMEOUT_MS = 10_000
+#: where a worker keeps the id its transactions carry, beside its tables (which a crash may wipe)
+TRANSACTIONAL_ID_FILE = "transactional-id"
+
+
+def worker_transactional_id(group_id: str, data_dir: Path) -> str:
+    """The worker's transactional id, the same across its restarts: the new run fences the old one's transaction.
+
+    Kept in the data directory, which one worker uses at a time (its RocksDB tables are locked there).
+    """
+    path = data_dir / TRANSACTIONAL_ID_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{group_id}-{uuid.uuid4()}\n")
+    return path.read_text().strip()
 
 
 class Producer(faust_aiokafka.Producer):
-    """Faust's Kafka producer with a :class:`DrainableBuffer`, committing its transactions side by side."""
+    """Faust's Kafka producer with a :class:`DrainableBuffer` and one transactional producer for the worker."""
 
     def __init__(self, transport: TransportT, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any) -> None:
         super().__init__(transport, loop=loop, **kwargs)
         buffer = DrainableBuffer(loop=self.loop, beacon=self.beacon)
         buffer.app = self.app
         self.buffer = buffer
+        self._transaction_producers = {}  # Faust's are class attributes, shared by every app in a process
+        self._trn_locks = {}
+        self._starting = asyncio.Lock()
+        self._transactional_id: str | None = None
+
+    @property
+    def transactional_id(self) -> str:
+        """The worker's transactional id (``worker_transactional_id``)."""
+        if self._transactional_id is None:
+            settings = self.app.settings  # type: ignore[attr-defined]  # app.faust_app.App has them
+            self._transactional_id = worker_transactional_id(self.app.conf.id, settings.data_dir)
+        return self._transactional_id
 
     def _settings_extra(self) -> Mapping[str, Any]:
-        """Faust's idempotent, acks=all settings under exactly_once, and a short retry backoff.
+        """Faust's idempotent, acks=all settings under exactly_once, a short retry backoff and transaction timeout.
 
         A Kafka 4 broker verifies that a transactional write's partition is in the open transaction; right
         after a commit the coordinator may still be writing markers, and the write fails with a retriable
@@ -211,38 +278,65 @@ class Producer(faust_aiokafka.Producer):
         extra = dict(super()._settings_extra())
         if self.app.in_transaction:
             extra["retry_backoff_ms"] = TRANSACTIONAL_RETRY_BACKOFF_MS
+            extra["transaction_timeout_ms"] = max(TRANSACTION_TIMEOUT_MS, int(self.app.conf.broker_commit_interval
+                                                                              * 3000))
         return extra
 
-    async def commit_transactions(
-        self, tid_to_offset_map: Mapping[str, Mapping[TP, int]], group_id: str, start_new_transaction: bool = True
-    ) -> None:
-        """Commit every input partition's transaction at once.
-
-        Faust commits them one after another, three round trips each (offsets, end, begin), while the
-        commit gate holds every agent: with a transaction per input partition that was most of a commit
-        interval. Each transaction has its own producer and id, so they need no order among them.
-        """
-        await asyncio.gather(*(self._commit_one(tid, offsets, group_id, start_new_transaction)
-                               for tid, offsets in tid_to_offset_map.items()))
-
-    async def _commit_one(
-        self, transactional_id: str, offsets: Mapping[TP, int], group_id: str, start_new_transaction: bool
-    ) -> None:
-        """Faust's commit of one transaction: its input offsets, its end, and the next one's beginning."""
-        async with self._trn_locks[transactional_id]:
-            producer = self._transaction_producers.get(transactional_id)
+    async def begin_worker_transaction(self) -> None:
+        """Open the worker's transaction if none is; the first call starts the producer, fencing an earlier run."""
+        async with self._starting:
+            tid = self.transactional_id
+            producer = self._transaction_producers.get(tid)
             if producer is None:
-                self.log.warning("Commit invoked for unknown transaction %s", transactional_id)
-                return
-            if not producer._txn_manager.is_in_transaction():  # aiokafka keeps the state there
-                # Faust's last commit before a stop ends the transactions without starting new ones; a
+                producer = self._new_producer(transactional_id=tid)
+                commit_offsets_with_generation(producer._sender, cast(Consumer, self.app.consumer).group_metadata)
+                await producer.start()
+                self._transaction_producers[tid] = producer
+                self._trn_locks[tid] = asyncio.Lock()
+                self.log.info("Transactional producer %s started", tid)
+            async with self._trn_locks[tid]:
+                if not producer._txn_manager.is_in_transaction():  # aiokafka keeps the state there
+                    await producer.begin_transaction()
+
+    async def commit_worker_transaction(self, offsets: Mapping[TP, int], group_id: str,
+                                        start_new_transaction: bool) -> None:
+        """Commit the worker's transaction with the offsets of its inputs; a fenced one is aborted, then raised."""
+        tid = self.transactional_id
+        producer = self._transaction_producers.get(tid)
+        if producer is None:
+            self.log.warning("Commit of %s offsets before the transactional producer started", len(offsets))
+            return
+        async with self._trn_locks[tid]:
+            if producer._txn_manager.is_fatal_error():
+                raise TransactionFailed("the transactional producer was fenced (its transaction timed out, or a "
+                                        "newer run of this worker started) or failed")
+            if not producer._txn_manager.is_in_transaction():
+                # Faust's last commit before a stop ends the transaction without starting a new one; a
                 # timer commit after it has nothing it may commit (nothing could be sent outside one)
-                self.log.info("Transaction %s has ended; its offsets are left to the next owner", transactional_id)
+                self.log.info("The transaction has ended; offsets %s are left to the next owner", dict(offsets))
                 return
-            await producer.send_offsets_to_transaction(offsets, group_id)
+            try:
+                await producer.send_offsets_to_transaction(offsets, group_id)
+            except GroupFenced:
+                await producer.abort_transaction()
+                raise
             await producer.commit_transaction()
             if start_new_transaction:
                 await producer.begin_transaction()
+
+    async def abort_worker_transaction(self) -> None:
+        """Abort the worker's open transaction, if any: it holds no input whose offset it could commit."""
+        producer = self._transaction_producers.get(self.transactional_id)
+        if producer is None:
+            return
+        async with self._trn_locks[self.transactional_id]:
+            txn = producer._txn_manager
+            if txn.is_fatal_error():
+                raise TransactionFailed("the transactional producer was fenced or failed")
+            if txn.is_in_transaction():
+                if not txn.is_empty_transaction():
+                    self.log.warning("Aborting a transaction with sends but no offsets at a rebalance")
+                await producer.abort_transaction()
 
 
 class Transport(faust_aiokafka.Transport):
@@ -250,4 +344,4 @@ class Transport(faust_aiokafka.Transport):
 
     Consumer = Consumer
     Producer = Producer
-    TransactionManager = SourceTransactionManager
+    TransactionManager = WorkerTransactionManager

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import aiokafka
+from aiokafka.consumer.group_coordinator import GroupCoordinator
 from faust.tables import TableManager as FaustTableManager
 from faust.tables.recovery import Recovery as FaustRecovery
 from faust.transport.consumer import RecordMap
@@ -28,6 +29,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ack_lock
 
+from app.group_transactions import fetch_stable_offsets
 from app.own_outputs import SkippedAcks, SkippingScheduler
 
 
@@ -94,7 +96,7 @@ class TableManager(FaustTableManager):
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread, asking the broker where each partition ends.
+    """Faust's consumer thread, asking the broker where each partition ends, and for stable offsets only.
 
     Under exactly_once Faust answers with the last stable offset of the last fetch response, which a
     partition just assigned has not had yet: recovery then takes its changelog for empty. With data kept
@@ -102,6 +104,13 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     store left behind the changelog would be taken as recovered. A ListOffsets request answers for the
     consumer's isolation level: the last stable offset under read_committed, the high watermark otherwise.
     """
+
+    async def on_start(self) -> None:
+        """Faust's start; under exactly_once the group's committed offsets are read only once stable."""
+        await super().on_start()
+        coordinator = self._ensure_consumer()._coordinator
+        if self.consumer.in_transaction and isinstance(coordinator, GroupCoordinator):
+            fetch_stable_offsets(coordinator)
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         return cast(Mapping[TP, int], await self._ensure_consumer().end_offsets(partitions))
@@ -154,6 +163,11 @@ class Consumer(faust_aiokafka.Consumer):
     def generation(self) -> int:
         """The consumer group generation now."""
         return int(self.app.consumer_generation_id)
+
+    def group_metadata(self) -> tuple[int, str]:
+        """The generation and member id the group coordinator knows this worker by now (read across threads)."""
+        coordinator = self._thread._ensure_consumer()._coordinator
+        return int(coordinator.generation), str(coordinator.member_id)
 
     def deliverable(self, tp: TP, generation: int) -> bool:
         """Faust's test in ``getmany`` of whether a record it takes next goes to the agents."""

@@ -98,12 +98,12 @@ class Handlers:
     customers: Handler = handlers.customers
     timeouts_due: TimeoutsDue = handlers.timeouts_due
     executor: type[Executor] = Executor
-    # what exactly_once rests on besides the handlers: each send joins the transaction of the record
-    # being processed (app/transactions.py), and a worker that stopped uncleanly drops its local
+    # what exactly_once rests on besides the handlers: each send joins the open transaction of the record's
+    # worker (app/transactions.py), and a worker that stopped uncleanly drops its local
     # tables for the committed changelogs (app/local_state.py); a test may switch either off
     sends_in_transaction: bool = True
     drops_tables_after_abort: bool = True
-    fences_zombies: bool = True  # the new owner's producer, with the same transactional id, fences the old
+    fences_zombies: bool = True  # the group refuses the old owner's offsets: they name a generation it has left
 
 
 REAL = Handlers()
@@ -597,8 +597,8 @@ class Simulation:
         """The group gives the paused worker's task to another worker, which starts over from the committed
         offset and changelogs; the paused worker comes back, handles the message it had and commits.
 
-        Its transaction shares its id with the new owner's, whose producer fenced it: the commit fails and
-        nothing the zombie did is seen. Without fencing its writes and sends would be committed too.
+        Its offsets name a group generation the group has left (KIP-447): the commit fails and nothing the
+        zombie did is seen. Without fencing its writes and sends would be committed too.
         """
         self.stats["zombies"] += 1
         zombie = replace(task, tables={name: dict(rows) for name, rows in task.tables.items()},

@@ -7,7 +7,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from app.composition import build
 from app.topic_names import all_topic_names, changelog_names
-from app.transactions import SourceTransactionManager
+from app.transactions import WorkerTransactionManager
 from config.settings import Settings
 from models.handlers import TABLES
 
@@ -44,7 +44,7 @@ def test_the_agents_the_timer_and_the_start_up_tasks_are_registered() -> None:
 def test_the_exactly_once_transaction_manager_comes_with_the_app_not_with_an_import() -> None:
     """Building the app installs nothing globally: Faust's own transport keeps its own manager."""
     app = build(Settings(processing_guarantee="exactly_once"))
-    assert app.transport.TransactionManager is SourceTransactionManager
+    assert app.transport.TransactionManager is WorkerTransactionManager
     assert faust_aiokafka.Transport.TransactionManager is TransactionManager
 
 

@@ -1,5 +1,5 @@
 """The requests of one transaction per worker, on the wire and in their answers (the broker's side is in
-tests/integration/test_group_transactions.py)."""
+tests/integration/test_group_transactions.py), and the worker's transactional id."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import functools
 import io
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -27,6 +28,7 @@ from app.group_transactions import (
     UnstableOffsetCommit,
     committed_offsets,
 )
+from app.transactions import worker_transactional_id
 
 IN = TopicPartition("in", 0)
 OTHER = TopicPartition("in", 1)
@@ -121,3 +123,9 @@ def test_fetched_offsets_skip_partitions_never_committed_and_an_unstable_one_is_
     with pytest.raises(errors.GroupAuthorizationFailedError):
         committed_offsets(_fetched(error=errors.GroupAuthorizationFailedError.errno))
 
+
+def test_a_worker_keeps_its_transactional_id_across_restarts(tmp_path: Path) -> None:
+    first = worker_transactional_id("app", tmp_path / "a")
+    assert first.startswith("app-")
+    assert worker_transactional_id("app", tmp_path / "a") == first
+    assert worker_transactional_id("app", tmp_path / "b") != first
