@@ -84,6 +84,11 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> Non
         process.wait(10)
 
 
+#: the views the banner shows first; they answer once the worker has applied the demo data
+SEEDED_VIEWS = ("/inventory/SKU-APPLE", "/wallets/customer-1", "/customers/customer-1")
+DEMO_DATA_TIMEOUT_S = 60.0
+
+
 def banner(settings: Settings) -> str:
     """Where to look and how to drive the running system."""
     web = f"http://{settings.web_host}:{settings.web_port}"
@@ -91,9 +96,9 @@ def banner(settings: Settings) -> str:
     return f"""
   streamsaga is running.  Ctrl-C stops the worker and the broker.
 
-  Web views:   curl {web}/inventory/SKU-APPLE
-               curl {web}/wallets/customer-1
-               curl {web}/customers/customer-1
+  Web views:   curl {web}{SEEDED_VIEWS[0]}
+               curl {web}{SEEDED_VIEWS[1]}
+               curl {web}{SEEDED_VIEWS[2]}
                curl -XPOST {web}/orders -d '{ORDER_BODY}'
                curl '{web}/orders/<order_id>?wait=10'
   Monitoring:  curl '{web}/stats?window=5m'
@@ -106,6 +111,27 @@ def banner(settings: Settings) -> str:
 """
 
 
+async def _demo_data_shown(settings: Settings, timeout: float) -> bool:
+    """Until the views the banner shows first answer: a user's first curl finds the demo data there."""
+    web = f"http://{settings.web_host}:{settings.web_port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answers = [await asyncio.to_thread(_answers, f"{web}{path}") for path in SEEDED_VIEWS]
+        if all(answers):
+            return True
+        await asyncio.sleep(0.5)
+    return False
+
+
+def _answers(url: str) -> bool:
+    """Whether the view answers 200 (a 404 means the worker has not applied that data yet)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:  # urllib's HTTPError and URLError are OSErrors
+        return False
+
+
 async def _demo(settings: Settings, supervisor: Supervisor) -> None:
     """Seed once per data directory, then place and watch orders until interrupted; keep the worker up."""
     marker = settings.data_dir / "seeded"
@@ -113,6 +139,9 @@ async def _demo(settings: Settings, supervisor: Supervisor) -> None:
         count = await produce(settings, seed_events())
         marker.touch()
         _say(f"seeded {count} demo events (customers, wallets, stock)")
+    if not await _demo_data_shown(settings, DEMO_DATA_TIMEOUT_S):
+        _say(f"the worker has not shown the demo data after {DEMO_DATA_TIMEOUT_S:.0f} s; "
+             f"see {settings.data_dir / 'worker.log'}")
     print(banner(settings), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -8,11 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from devtools.devstack import SEEDED_VIEWS
 from devtools.kafka_local import free_port
 
 pytestmark = pytest.mark.e2e
@@ -48,6 +50,10 @@ def test_demo_runs_orders_survives_a_killed_worker_and_ctrl_c_leaves_nothing_beh
                            cwd=Path(__file__).resolve().parents[2])
     try:
         output = tmp_path / "run.out"
+        _wait_for_text(output, run, lambda text: "streamsaga is running" in text, 180)
+        for path in SEEDED_VIEWS:  # a user's first curls, as soon as the banner shows them
+            with urllib.request.urlopen(f"http://127.0.0.1:{web_port}{path}", timeout=5) as response:
+                assert response.status == 200, path
         text = _wait_for_text(output, run, lambda text: "confirmed" in text and "cancelled" in text, 180)
         assert "streamsaga is running" in text and f"127.0.0.1:{web_port}" in text
         assert re.search(r"confirmed demo-\w+: charged \d+\.\d\d", text), text[-2000:]
