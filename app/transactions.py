@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from aiokafka.errors import ProducerFenced
+from aiokafka.producer.transaction_manager import TransactionState
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
@@ -307,10 +308,14 @@ class Producer(faust_aiokafka.Producer):
             self.log.warning("Commit of %s offsets before the transactional producer started", len(offsets))
             return
         async with self._trn_locks[tid]:
-            if producer._txn_manager.is_fatal_error():
+            txn = producer._txn_manager
+            if txn.is_fatal_error():
                 raise TransactionFailed("the transactional producer was fenced (its transaction timed out, or a "
                                         "newer run of this worker started) or failed")
-            if not producer._txn_manager.is_in_transaction():
+            if txn.state is TransactionState.ABORTABLE_ERROR:  # a request of the transaction was refused
+                await producer.abort_transaction()
+                raise TransactionFailed("a request of the transaction was refused; it was aborted")
+            if not txn.is_in_transaction():
                 # Faust's last commit before a stop ends the transaction without starting a new one; a
                 # timer commit after it has nothing it may commit (nothing could be sent outside one)
                 self.log.info("The transaction has ended; offsets %s are left to the next owner", dict(offsets))

@@ -16,6 +16,7 @@ from aiokafka import errors
 from aiokafka.producer.transaction_manager import TransactionManager as TxnState
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
+from app.composition import build
 from app.group_transactions import (
     UNSTABLE_OFFSET_COMMIT,
     GenerationTxnOffsetCommitHandler,
@@ -28,7 +29,8 @@ from app.group_transactions import (
     UnstableOffsetCommit,
     committed_offsets,
 )
-from app.transactions import worker_transactional_id
+from app.transactions import Producer, TransactionFailed, worker_transactional_id
+from config.settings import Settings
 
 IN = TopicPartition("in", 0)
 OTHER = TopicPartition("in", 1)
@@ -129,3 +131,68 @@ def test_a_worker_keeps_its_transactional_id_across_restarts(tmp_path: Path) -> 
     assert first.startswith("app-")
     assert worker_transactional_id("app", tmp_path / "a") == first
     assert worker_transactional_id("app", tmp_path / "b") != first
+
+
+class _StandIn:
+    """The aiokafka producer calls the worker's transaction makes, recorded; its state is aiokafka's own."""
+
+    def __init__(self, txn: TxnState, refuse_offsets: bool = False) -> None:
+        self._txn_manager, self.calls, self.refuse_offsets = txn, [], refuse_offsets
+
+    async def send_offsets_to_transaction(self, offsets: Any, group_id: str) -> None:
+        self.calls.append("offsets")
+        if self.refuse_offsets:
+            raise GroupFenced("refused")
+
+    async def commit_transaction(self) -> None:
+        self.calls.append("commit")
+
+    async def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    async def abort_transaction(self) -> None:
+        self.calls.append("abort")
+
+
+def _worker_producer(tmp_path: Path, stand_in: _StandIn) -> Producer:
+    app = build(Settings(data_dir=tmp_path, processing_guarantee="exactly_once"))
+    producer = app.producer
+    assert isinstance(producer, Producer)
+    producer._transaction_producers[producer.transactional_id] = stand_in  # type: ignore[assignment]
+    producer._trn_locks[producer.transactional_id] = asyncio.Lock()
+    return producer
+
+
+def _in_state(state: str) -> TxnState:
+    txn = TxnState("worker-1", 60_000)
+    txn.set_pid_and_epoch(42, 3)
+    txn.begin_transaction()
+    if state == "abortable":
+        txn.error_transaction(GroupFenced("an earlier request of the transaction was refused"))
+        txn._transaction_waiter.exception()
+    elif state == "fatal":
+        txn.fatal_error(errors.ProducerFenced())
+        txn._transaction_waiter.exception()
+    return txn
+
+
+@_in_loop
+async def test_the_worker_commits_its_one_transaction_and_begins_the_next(tmp_path: Path) -> None:
+    stand_in = _StandIn(_in_state("open"))
+    await _worker_producer(tmp_path, stand_in).commit_worker_transaction({IN: 5}, "app", True)
+    assert stand_in.calls == ["offsets", "commit", "begin"]
+
+
+@_in_loop
+async def test_a_refused_commit_is_aborted_and_a_failed_transaction_is_never_taken_for_committed(
+    tmp_path: Path
+) -> None:
+    refused = _StandIn(_in_state("open"), refuse_offsets=True)
+    with pytest.raises(GroupFenced):
+        await _worker_producer(tmp_path / "a", refused).commit_worker_transaction({IN: 5}, "app", True)
+    assert refused.calls == ["offsets", "abort"]
+    for state, calls in (("abortable", ["abort"]), ("fatal", [])):
+        stand_in = _StandIn(_in_state(state))
+        with pytest.raises(TransactionFailed):
+            await _worker_producer(tmp_path / state, stand_in).commit_worker_transaction({IN: 5}, "app", True)
+        assert stand_in.calls == calls, state
