@@ -163,7 +163,7 @@ def _settings(bootstrap: str, root: Path, name: str, **overrides: Any) -> Settin
 
 
 def _url(settings: Settings, path: str) -> str:
-    return f"http://{settings.web_host}:{settings.web_port}{path}"
+    return f"{settings.web_url}{path}"
 
 
 def _get(settings: Settings, path: str, timeout: float = 60) -> Any:

@@ -85,6 +85,11 @@ class Settings:
         """The broker list without Faust's ``kafka://`` scheme, for plain clients."""
         return ",".join(part.split("://", 1)[-1] for part in self.broker.split(";"))
 
+    @property
+    def web_url(self) -> str:
+        """Where this worker's web views answer, for clients on this machine."""
+        return f"http://{self.web_host}:{self.web_port}"
+
     def topic(self, name: str) -> str:
         """The full name of a public topic, so tests can share one broker."""
         return f"{self.topic_prefix}{name}"

@@ -64,7 +64,7 @@ def start_worker(
         if process.poll() is not None:
             raise RuntimeError(f"the worker exited with {process.returncode}; see {log_path}")
         try:
-            urllib.request.urlopen(f"http://{settings.web_host}:{settings.web_port}/health", timeout=2)
+            urllib.request.urlopen(f"{settings.web_url}/health", timeout=2)
             return process
         except (urllib.error.URLError, OSError):
             time.sleep(0.5)
@@ -91,7 +91,7 @@ DEMO_DATA_TIMEOUT_S = 60.0
 
 def banner(settings: Settings) -> str:
     """Where to look and how to drive the running system."""
-    web = f"http://{settings.web_host}:{settings.web_port}"
+    web = settings.web_url
     broker = settings.bootstrap_servers
     return f"""
   streamsaga is running.  Ctrl-C stops the worker and the broker.
@@ -113,10 +113,9 @@ def banner(settings: Settings) -> str:
 
 async def _demo_data_shown(settings: Settings, timeout: float) -> bool:
     """Until the views the banner shows first answer: a user's first curl finds the demo data there."""
-    web = f"http://{settings.web_host}:{settings.web_port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        answers = [await asyncio.to_thread(_answers, f"{web}{path}") for path in SEEDED_VIEWS]
+        answers = [await asyncio.to_thread(_answers, f"{settings.web_url}{path}") for path in SEEDED_VIEWS]
         if all(answers):
             return True
         await asyncio.sleep(0.5)

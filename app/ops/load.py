@@ -82,7 +82,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
             for event in plan.seed():
                 await _send(producer, settings, event)
             await producer.flush()
-            url = (args.url or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
+            url = (args.url or settings.web_url).rstrip("/")
             await _seeded(url, plan, args.timeout)
             placed_at = time.monotonic()
             with progress.bar(len(orders), f"placing (run {run_id})") as bar:

@@ -73,7 +73,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     """Do what the subcommand says."""
     if args.action == "rebuild":
         return await rebuild(settings)
-    url = (args.url or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
+    url = (args.url or settings.web_url).rstrip("/")
     return await audit(settings, url, args.wait)
 
 

@@ -32,7 +32,7 @@ class Worker:
     @property
     def url(self) -> str:
         """Base URL of this worker's web views."""
-        return f"http://{self.settings.web_host}:{self.settings.web_port}"
+        return self.settings.web_url
 
     def start(self) -> Worker:
         """Start the worker and wait until it says it is ready; a failure shows the log's end."""

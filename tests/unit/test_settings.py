@@ -236,3 +236,7 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [f.name for f in dataclasses.fields(Settings) if f"`STREAMSAGA_{f.name.upper()}`" not in readme]
     assert missing == []
+
+
+def test_the_web_url_is_where_the_views_answer() -> None:
+    assert Settings(web_host="127.0.0.2", web_port=7001).web_url == "http://127.0.0.2:7001"
