@@ -176,7 +176,7 @@ async def _txn_offset_commit(sender: Sender, group_metadata: GroupMetadata,
     try:
         node_id = await sender._find_coordinator(CoordinationType.GROUP, group_id)
     except errors.GroupAuthorizationFailedError as exc:
-        sender._txn_manager.error_transaction(exc)
+        _abortable(sender._txn_manager, exc)
         return
     await GenerationTxnOffsetCommitHandler(sender, offsets, group_id, group_metadata).do(node_id)
 

@@ -16,9 +16,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
+from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import ProducerFenced
 from aiokafka.producer.transaction_manager import TransactionState
 from faust.transport.consumer import TransactionManager
@@ -138,11 +140,10 @@ class WorkerTransactionManager(TransactionManager):
         from faust import current_event
 
         producer = self._producer()
-        transactional = _FOR_INPUTS.get() or current_event() is not None
         if partition is None:
             partition = self.consumer.key_partition(topic, key, partition)
-        if not transactional and topic in self._changelog_topics() and partition is not None:
-            transactional = True
+        transactional = (_FOR_INPUTS.get() or current_event() is not None
+                         or (partition is not None and topic in self._changelog_topics))
         return await producer.send(topic, key, value, partition, timestamp, headers,
                                    transactional_id=producer.transactional_id if transactional else None)
 
@@ -184,9 +185,10 @@ class WorkerTransactionManager(TransactionManager):
     def _producer(self) -> Producer:
         return cast(Producer, self.producer)
 
-    def _changelog_topics(self) -> set[str]:
-        """Names of the tables' changelog topics."""
-        return {table.changelog_topic.get_topic_name() for table in self.app.tables.values()}
+    @cached_property
+    def _changelog_topics(self) -> frozenset[str]:
+        """Names of the tables' changelog topics (all declared before the worker sends anything)."""
+        return frozenset(table.changelog_topic.get_topic_name() for table in self.app.tables.values())
 
 
 class DrainableBuffer(ProducerBuffer):
@@ -302,16 +304,11 @@ class Producer(faust_aiokafka.Producer):
     async def commit_worker_transaction(self, offsets: Mapping[TP, int], group_id: str,
                                         start_new_transaction: bool) -> None:
         """Commit the worker's transaction with the offsets of its inputs; a fenced one is aborted, then raised."""
-        tid = self.transactional_id
-        producer = self._transaction_producers.get(tid)
-        if producer is None:
-            self.log.warning("Commit of %s offsets before the transactional producer started", len(offsets))
-            return
-        async with self._trn_locks[tid]:
+        async with self._worker_transaction() as producer:
+            if producer is None:
+                self.log.warning("Commit of %s offsets before the transactional producer started", len(offsets))
+                return
             txn = producer._txn_manager
-            if txn.is_fatal_error():
-                raise TransactionFailed("the transactional producer was fenced (its transaction timed out, or a "
-                                        "newer run of this worker started) or failed")
             if txn.state is TransactionState.ABORTABLE_ERROR:  # a request of the transaction was refused
                 await producer.abort_transaction()
                 raise TransactionFailed("a request of the transaction was refused; it was aborted")
@@ -331,17 +328,26 @@ class Producer(faust_aiokafka.Producer):
 
     async def abort_worker_transaction(self) -> None:
         """Abort the worker's open transaction, if any: it holds no input whose offset it could commit."""
-        producer = self._transaction_producers.get(self.transactional_id)
+        async with self._worker_transaction() as producer:
+            if producer is None or not producer._txn_manager.is_in_transaction():
+                return
+            if not producer._txn_manager.is_empty_transaction():
+                self.log.warning("Aborting a transaction with sends but no offsets at a rebalance")
+            await producer.abort_transaction()
+
+    @asynccontextmanager
+    async def _worker_transaction(self) -> AsyncIterator[AIOKafkaProducer | None]:
+        """The worker's transactional producer under its lock (None before it started); a failed one raises."""
+        tid = self.transactional_id
+        producer = self._transaction_producers.get(tid)
         if producer is None:
+            yield None
             return
-        async with self._trn_locks[self.transactional_id]:
-            txn = producer._txn_manager
-            if txn.is_fatal_error():
-                raise TransactionFailed("the transactional producer was fenced or failed")
-            if txn.is_in_transaction():
-                if not txn.is_empty_transaction():
-                    self.log.warning("Aborting a transaction with sends but no offsets at a rebalance")
-                await producer.abort_transaction()
+        async with self._trn_locks[tid]:
+            if producer._txn_manager.is_fatal_error():
+                raise TransactionFailed("the transactional producer was fenced (its transaction timed out, or a "
+                                        "newer run of this worker started) or failed")
+            yield producer
 
 
 class Transport(faust_aiokafka.Transport):

@@ -89,12 +89,19 @@ def _coordinator(consumer: AIOKafkaConsumer) -> GroupCoordinator:
     return coordinator
 
 
-async def _fenced_and_current(bootstrap: str) -> None:
+@asynccontextmanager
+async def _owned_input(bootstrap: str) -> AsyncIterator[tuple[AIOKafkaConsumer, GroupCoordinator, TopicPartition,
+                                                              str, str]]:
+    """Fresh input and output topics, and a group member owning the input's partition: member, its
+    coordinator, the input partition, the output topic and the group."""
     source, sink, group = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("in", "out", "g"))
     await _topics(bootstrap, source, sink)
-    tp = TopicPartition(source, 0)
     async with _member(bootstrap, source, group) as member:
-        coordinator = _coordinator(member)
+        yield member, _coordinator(member), TopicPartition(source, 0), sink, group
+
+
+async def _fenced_and_current(bootstrap: str) -> None:
+    async with _owned_input(bootstrap) as (member, coordinator, tp, sink, group):
         fetch_stable_offsets(coordinator)  # a committed offset read at once, not its value before the commit
         current = (coordinator.generation, coordinator.member_id)
         for stale in ((current[0] - 1, current[1]), (current[0], "someone-else")):
@@ -118,11 +125,7 @@ async def _fenced_and_current(bootstrap: str) -> None:
 
 
 async def _stable_fetch(bootstrap: str) -> None:
-    source, sink, group = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("in", "out", "g"))
-    await _topics(bootstrap, source, sink)
-    tp = TopicPartition(source, 0)
-    async with _member(bootstrap, source, group) as member:
-        coordinator = _coordinator(member)
+    async with _owned_input(bootstrap) as (_, coordinator, tp, sink, group):
         async with _transactional(bootstrap, (coordinator.generation, coordinator.member_id)) as owner:
             await owner.begin_transaction()
             await owner.send_and_wait(sink, b"pending")
