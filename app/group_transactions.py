@@ -38,8 +38,10 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 log = logging.getLogger(__name__)
 
-#: (generation, member id) of the worker's consumer in its group now
+#: (generation, member id) of the assignment the worker's consumer holds in its group
 GroupMetadata = Callable[[], tuple[int, str]]
+#: aiokafka's generation of a consumer that is no member of its group (yet, or any more)
+NO_GENERATION = -1
 #: the coordinator refuses a transaction's offsets because the group has moved on from this worker
 GROUP_FENCING_ERRORS = frozenset({errors.IllegalGenerationError.errno, errors.UnknownMemberIdError.errno,
                                   82})  # FENCED_INSTANCE_ID
@@ -127,23 +129,23 @@ class GenerationTxnOffsetCommitHandler(TxnOffsetCommitHandler):  # type: ignore[
     """
 
     def __init__(self, sender: Sender, offsets: dict[TopicPartition, OffsetAndMetadata], group_id: str,
-                 group_metadata: GroupMetadata) -> None:
+                 member: tuple[int, str]) -> None:
         super().__init__(sender, offsets, group_id)
-        self._group_metadata = group_metadata
+        self._member = member
 
     def create_request(self) -> TxnOffsetCommitV3:
         txn = self._sender._txn_manager
         by_topic: dict[str, list[tuple[int, int, int, str, dict[int, bytes]]]] = collections.defaultdict(list)
         for tp, offset in sorted(self._offsets.items()):
             by_topic[tp.topic].append((tp.partition, offset.offset, -1, offset.metadata, {}))
-        generation, member_id = self._group_metadata()
+        generation, member_id = self._member
         return TxnOffsetCommitV3(txn.transactional_id, self._group_id, txn.producer_id, txn.producer_epoch,
                                  generation, member_id, None, [(t, ps, {}) for t, ps in by_topic.items()], {})
 
     def handle_response(self, resp: TxnOffsetCommitResponseV3) -> float | None:
         fenced = [(topic, p) for topic, parts, _ in resp.topics for p, code, _ in parts if code in GROUP_FENCING_ERRORS]
         if fenced:
-            generation, member_id = self._group_metadata()
+            generation, member_id = self._member
             exc = GroupFenced(f"group {self._group_id} refused the offsets of {fenced}: generation {generation} "
                               f"and member {member_id!r} are no longer current")
             _abortable(self._sender._txn_manager, exc)
@@ -170,15 +172,24 @@ def _abortable(txn: Any, exc: Exception) -> None:
 
 async def _txn_offset_commit(sender: Sender, group_metadata: GroupMetadata,
                              offsets: dict[TopicPartition, OffsetAndMetadata], group_id: str) -> None:
-    """``Sender._do_txn_offset_commit`` with our handler."""
+    """``Sender._do_txn_offset_commit`` with our handler, naming the member read once, before any retry.
+
+    A worker that is no member of the group is fenced here: the coordinator would accept offsets naming
+    generation -1 and no member (as from a producer before KIP-447), whoever owns the partitions now.
+    """
     if not offsets:
+        return
+    member = group_metadata()
+    if member[0] == NO_GENERATION or not member[1]:
+        _abortable(sender._txn_manager, GroupFenced(f"this worker holds no assignment in group {group_id}: "
+                                                    "the offsets of its transaction cannot be committed"))
         return
     try:
         node_id = await sender._find_coordinator(CoordinationType.GROUP, group_id)
     except errors.GroupAuthorizationFailedError as exc:
         _abortable(sender._txn_manager, exc)
         return
-    await GenerationTxnOffsetCommitHandler(sender, offsets, group_id, group_metadata).do(node_id)
+    await GenerationTxnOffsetCommitHandler(sender, offsets, group_id, member).do(node_id)
 
 
 def commit_offsets_with_generation(sender: Sender, group_metadata: GroupMetadata) -> None:

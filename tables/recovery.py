@@ -12,6 +12,8 @@ the consumer also skips the app's own outputs (``app.own_outputs``).
 - A fetch still waiting in the consumer thread when a rebalance stops Faust's fetcher goes on after the
   rebalance and takes the first records of the new assignment, past the seek, for a caller who is gone.
   Those partitions were never consumed again (orders stuck after a group member died). We rewind them.
+- Under exactly_once a transaction's offsets name the generation and member of the assignment the worker
+  holds, never the coordinator's state of the moment (see ``RebalanceListener``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ack_lock
 
-from app.group_transactions import fetch_stable_offsets
+from app.group_transactions import NO_GENERATION, fetch_stable_offsets
 from app.own_outputs import SkippedAcks, SkippingScheduler
 
 
@@ -142,6 +144,21 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return records
 
 
+class RebalanceListener(faust_aiokafka.ConsumerRebalanceListener):
+    """Faust's listener, noting the group generation and member id each assignment was made in.
+
+    A transaction's offsets must name those. aiokafka resets its coordinator to generation -1 and no member
+    as soon as the group has dropped the worker (a paused zombie coming back), and the group coordinator
+    accepts a transaction's offsets naming no member at all: the zombie's revoke-time commit went through,
+    and every output it made again for partitions another worker had taken over was committed twice.
+    """
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        coordinator = self._thread._ensure_consumer()._coordinator
+        cast(Consumer, self._thread.consumer).assigned_in = (int(coordinator.generation), str(coordinator.member_id))
+        await super().on_partitions_assigned(assigned)
+
+
 class Consumer(faust_aiokafka.Consumer):
     """Faust's consumer, with a new assignment paused from its first moment until recovery resumes it.
 
@@ -151,8 +168,12 @@ class Consumer(faust_aiokafka.Consumer):
     The app's own outputs on the public topics never reach the agents (``app.own_outputs``).
     """
 
+    RebalanceListener = RebalanceListener
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        #: (generation, member id) of the assignment held: none before the first
+        self.assigned_in: tuple[int, str] = (NO_GENERATION, "")
         self.skipped_acks = SkippedAcks(self._is_acked)
         self.scheduler = SkippingScheduler(self.scheduler, self)
 
@@ -165,9 +186,8 @@ class Consumer(faust_aiokafka.Consumer):
         return int(self.app.consumer_generation_id)
 
     def group_metadata(self) -> tuple[int, str]:
-        """The generation and member id the group coordinator knows this worker by now (read across threads)."""
-        coordinator = self._thread._ensure_consumer()._coordinator
-        return int(coordinator.generation), str(coordinator.member_id)
+        """The generation and member id of the assignment this worker holds, which its offsets are read in."""
+        return self.assigned_in
 
     def deliverable(self, tp: TP, generation: int) -> bool:
         """Faust's test in ``getmany`` of whether a record it takes next goes to the agents."""

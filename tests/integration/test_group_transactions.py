@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 
 from app.group_transactions import (
+    NO_GENERATION,
     GroupFenced,
     UnstableOffsetCommit,
     commit_offsets_with_generation,
@@ -104,7 +105,9 @@ async def _fenced_and_current(bootstrap: str) -> None:
     async with _owned_input(bootstrap) as (member, coordinator, tp, sink, group):
         fetch_stable_offsets(coordinator)  # a committed offset read at once, not its value before the commit
         current = (coordinator.generation, coordinator.member_id)
-        for stale in ((current[0] - 1, current[1]), (current[0], "someone-else")):
+        # the last: what aiokafka's coordinator says once the group dropped the member; the broker would
+        # accept it from anyone, so it is refused before it is sent
+        for stale in ((current[0] - 1, current[1]), (current[0], "someone-else"), (NO_GENERATION, "")):
             async with _transactional(bootstrap, stale) as zombie:
                 await zombie.begin_transaction()
                 await zombie.send_and_wait(sink, b"from a zombie")

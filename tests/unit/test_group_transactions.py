@@ -27,10 +27,12 @@ from app.group_transactions import (
     TxnOffsetCommitResponseV3,
     TxnOffsetCommitStructV3,
     UnstableOffsetCommit,
+    _txn_offset_commit,
     committed_offsets,
 )
 from app.transactions import Producer, TransactionFailed, worker_transactional_id
 from config.settings import Settings
+from tables.recovery import Consumer
 
 IN = TopicPartition("in", 0)
 OTHER = TopicPartition("in", 1)
@@ -66,11 +68,9 @@ def _response(codes: dict[TopicPartition, int]) -> TxnOffsetCommitResponseV3:
 
 
 @_in_loop
-async def test_the_offset_commit_names_the_generation_and_member_read_when_it_is_sent() -> None:
+async def test_the_offset_commit_names_the_generation_and_member_of_the_assignment() -> None:
     offsets = {OTHER: OffsetAndMetadata(9, ""), IN: OffsetAndMetadata(5, "")}
-    metadata = iter([(7, "member-a")])
-    handler = GenerationTxnOffsetCommitHandler(_sender(_txn_with_offsets(offsets)), offsets, "app",
-                                               lambda: next(metadata))
+    handler = GenerationTxnOffsetCommitHandler(_sender(_txn_with_offsets(offsets)), offsets, "app", (7, "member-a"))
     struct = handler.create_request().build(TxnOffsetCommitStructV3)
     decoded = TxnOffsetCommitStructV3.SCHEMA.decode(io.BytesIO(struct.encode()))
     assert decoded[:7] == ("worker-1", "app", 42, 3, 7, "member-a", None)
@@ -82,7 +82,7 @@ async def test_the_offset_commit_names_the_generation_and_member_read_when_it_is
 async def test_a_refusal_by_the_group_is_an_abortable_error_that_still_aborts_on_the_broker(code: int) -> None:
     offsets = {IN: OffsetAndMetadata(5, "")}
     txn = _txn_with_offsets(offsets)
-    handler = GenerationTxnOffsetCommitHandler(_sender(txn), offsets, "app", lambda: (7, "member-a"))
+    handler = GenerationTxnOffsetCommitHandler(_sender(txn), offsets, "app", (7, "member-a"))
     assert handler.handle_response(_response({IN: code})) is None
     assert txn.state == txn.state.ABORTABLE_ERROR
     with pytest.raises(GroupFenced):
@@ -98,12 +98,56 @@ async def test_an_accepted_commit_completes_the_offsets_and_other_errors_stay_ai
     offsets = {IN: OffsetAndMetadata(5, "")}
     txn = _txn_with_offsets(offsets)
     pending = txn._pending_txn_offsets[0][2]
-    handler = GenerationTxnOffsetCommitHandler(_sender(txn), dict(offsets), "app", lambda: (7, "member-a"))
+    handler = GenerationTxnOffsetCommitHandler(_sender(txn), dict(offsets), "app", (7, "member-a"))
     assert handler.handle_response(_response({IN: 0})) is None
     assert pending.done() and pending.exception() is None
     busy = _txn_with_offsets(dict(offsets))
-    retry = GenerationTxnOffsetCommitHandler(_sender(busy), dict(offsets), "app", lambda: (7, "member-a"))
+    retry = GenerationTxnOffsetCommitHandler(_sender(busy), dict(offsets), "app", (7, "member-a"))
     assert retry.handle_response(_response({IN: errors.CoordinatorLoadInProgressError.errno})) == 0.01
+
+
+@pytest.mark.parametrize("member", [(-1, ""), (-1, "member-a"), (7, "")])
+@_in_loop
+async def test_a_worker_holding_no_assignment_never_sends_its_offsets_and_aborts(member: tuple[int, str]) -> None:
+    """The coordinator would take offsets naming generation -1 and no member from anyone (as before KIP-447)."""
+    offsets = {IN: OffsetAndMetadata(5, "")}
+    txn = _txn_with_offsets(offsets)
+    pending = txn._pending_txn_offsets[0][2]
+    asked: list[object] = []
+
+    async def find_coordinator(*args: object) -> int:
+        asked.append(args)
+        return 0
+
+    sender = SimpleNamespace(_txn_manager=txn, _retry_backoff=0.01, _find_coordinator=find_coordinator)
+    await _txn_offset_commit(sender, lambda: member, offsets, "app")  # type: ignore[arg-type]
+    assert asked == [], "the offsets went to the coordinator"
+    assert txn.state == txn.state.ABORTABLE_ERROR
+    with pytest.raises(GroupFenced):
+        pending.result()  # what send_offsets_to_transaction raises
+    txn.aborting_transaction()
+    assert txn.needs_transaction_commit() is not None, "the abort is sent"
+
+
+@_in_loop
+async def test_the_worker_names_the_assignment_it_holds_not_the_coordinators_state_of_the_moment(
+    tmp_path: Path
+) -> None:
+    app = build(Settings(data_dir=tmp_path, processing_guarantee="exactly_once"))
+    consumer = app.consumer
+    assert isinstance(consumer, Consumer)
+    assert consumer.group_metadata() == (-1, ""), "no assignment yet"
+    coordinator = SimpleNamespace(generation=7, member_id="member-a")
+
+    async def on_partitions_assigned(assigned: object, generation: int) -> None:
+        pass
+
+    thread = SimpleNamespace(consumer=consumer, app=app, on_partitions_assigned=on_partitions_assigned,
+                             _ensure_consumer=lambda: SimpleNamespace(_coordinator=coordinator))
+    await consumer.RebalanceListener(thread).on_partitions_assigned([IN])
+    # the group drops the worker (a paused zombie back): aiokafka resets its coordinator before the revoke
+    coordinator.generation, coordinator.member_id = -1, ""
+    assert consumer.group_metadata() == (7, "member-a")
 
 
 def test_the_offset_fetch_asks_for_stable_offsets() -> None:
