@@ -119,8 +119,9 @@ async def test_a_worker_holding_no_assignment_never_sends_its_offsets_and_aborts
         asked.append(args)
         return 0
 
-    sender = SimpleNamespace(_txn_manager=txn, _retry_backoff=0.01, _find_coordinator=find_coordinator)
-    await _txn_offset_commit(sender, lambda: member, offsets, "app")  # type: ignore[arg-type]
+    sender = _sender(txn)
+    sender._find_coordinator = find_coordinator
+    await _txn_offset_commit(sender, lambda: member, offsets, "app")
     assert asked == [], "the offsets went to the coordinator"
     assert txn.state == txn.state.ABORTABLE_ERROR
     with pytest.raises(GroupFenced):
