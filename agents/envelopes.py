@@ -8,6 +8,7 @@ inputs that caused the held sends can be committed (``agents.faust_io.consume``)
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -17,6 +18,10 @@ from models import envelope
 
 Headers = Sequence[tuple[str, bytes]]
 Partitioner = Callable[[bytes, int], int]
+#: whether a message to ``topic[partition]`` is handled in place (``agents.local_delivery``)
+Owns = Callable[[str, int], bool]
+#: a message handed over in place: its internal topic, partition, key and value
+InPlace = tuple[str, int, bytes, bytes]
 #: an envelope's size at most, well under Kafka's default 1 MiB message and request limits
 MAX_BYTES = 256 * 1024
 
@@ -38,12 +43,15 @@ class Envelopes:
 
     Sends to other topics go out at once. Held messages lose their headers: internal readers use
     key and value only. Envelopes go out one at a time, in the order they were taken from the holder,
-    whoever flushes.
+    whoever flushes. A message to a partition that ``owns`` says is handled in place goes to
+    :attr:`in_place` instead, for the executor to hand over.
     """
 
     def __init__(self, outbox: Outbox, internal: Mapping[str, int], partitioner: Partitioner = partition_for,
-                 max_bytes: int = MAX_BYTES) -> None:
+                 max_bytes: int = MAX_BYTES, owns: Owns | None = None) -> None:
         self.outbox, self.internal, self.partitioner, self.max_bytes = outbox, internal, partitioner, max_bytes
+        self.owns = owns
+        self.in_place: deque[InPlace] = deque()
         self._held: dict[tuple[str, int], _Held] = {}
         self._sending = asyncio.Lock()
 
@@ -60,6 +68,13 @@ class Envelopes:
             return
         if partition is None:
             partition = self.partitioner(key, partitions)
+        if self.owns is not None and self.owns(topic, partition):
+            self.in_place.append((topic, partition, key, value))
+            return
+        await self.hold(topic, partition, key, value)
+
+    async def hold(self, topic: str, partition: int, key: bytes, value: bytes) -> None:
+        """Hold a message for the envelope of ``topic[partition]``, sending that envelope first if it is full."""
         line = envelope.line(key, value)
         held = self._held.get((topic, partition))
         if held is not None and (held.size + len(line) > self.max_bytes or len(held.lines) >= envelope.MAX_MESSAGES):

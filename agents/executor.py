@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from agents.envelopes import Envelopes, Headers, Outbox, Partitioner, partition_for
+from agents.local_delivery import MAX_IN_PLACE, LocalDelivery
 from agents.retry import Backoff, Sleep, retried
 from models import stats
-from models.effects import Effects, Incoming
+from models.effects import INLINE_OFFSET, Effects, Incoming
 from models.events import BadMessage, format_time, utc_now
 from models.handlers import Handler
 from models.measures import DeadLettered
@@ -63,7 +64,8 @@ class Executor:
 
     Sends to the ``internal`` topics (full name -> partitions) are held in envelopes until :meth:`flush`;
     each loop that applies effects has its own (:meth:`for_loop`). With ``measure``, a dead letter is
-    counted in the windows of ``GET /stats`` as well.
+    counted in the windows of ``GET /stats`` as well. With ``local``, a loop may hand what it sends to the
+    partitions this worker owns straight to their handlers (:meth:`deliver_in_place`).
     """
 
     def __init__(
@@ -78,17 +80,42 @@ class Executor:
         observer: Observer | None = None,
         internal: Mapping[str, int] | None = None,
         partitioner: Partitioner = partition_for,
+        local: LocalDelivery | None = None,
     ) -> None:
         self.tables, self.outbox, self.topic_name = tables, outbox, topic_name
         self.backoff, self.clock, self.sleep = backoff, clock, sleep
         self.measure, self.observer = measure, observer or Unobserved()
         self.envelopes = Envelopes(outbox, internal or {}, partitioner)
+        self.local = local
 
-    def for_loop(self) -> Executor:
-        """This executor with envelopes of its own, for one loop: what one loop holds, it flushes."""
+    def for_loop(self, in_place: bool = False) -> Executor:
+        """This executor with envelopes of its own, for one loop: what one loop holds, it flushes.
+
+        With ``in_place`` (a loop that handles messages, never the timer) what it sends to a partition handled
+        in place waits for :meth:`deliver_in_place`.
+        """
         clone = copy.copy(self)
-        clone.envelopes = Envelopes(self.outbox, self.envelopes.internal, self.envelopes.partitioner)
+        owns = self.local.owns if in_place and self.local is not None else None
+        clone.envelopes = Envelopes(self.outbox, self.envelopes.internal, self.envelopes.partitioner, owns=owns)
         return clone
+
+    async def deliver_in_place(self) -> None:
+        """Hand each message held for a partition handled in place to its handler, in the order sent, until
+        none is left (what they send in turn included); past ``MAX_IN_PLACE`` the rest go through Kafka."""
+        queue, local = self.envelopes.in_place, self.local
+        handed = 0
+        while queue:
+            assert local is not None, "only a loop of a LocalDelivery holds messages in place"
+            topic, partition, key, value = queue.popleft()
+            if handed == MAX_IN_PLACE:
+                log.warning("%d messages handed over in place for one input; the rest go through Kafka", handed)
+            if handed >= MAX_IN_PLACE:
+                await self.envelopes.hold(topic, partition, key, value)
+            else:
+                record = Incoming(topic, partition, INLINE_OFFSET, key, value, self.clock().timestamp())
+                with local.context(topic, partition):
+                    await self.process(local.handlers[topic], record)
+            handed += 1
 
     async def flush(self) -> None:
         """Send what the envelopes hold."""

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
+from faust.streams import _current_event
 from faust.types import AppT, StreamT, TopicT
 
 from agents.executor import Executor, Headers
@@ -37,6 +40,33 @@ class TopicOutbox:
             self.track(topic, cast(asyncio.Future[Any], sent))
 
 
+@dataclass(frozen=True, slots=True)
+class _Where:
+    topic: str
+    partition: int
+
+
+class _Consumed:
+    """All Faust's tables read of the event being handled: its message's topic and partition."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = _Where(topic, partition)
+
+
+@contextmanager
+def consumed_from(topic: str, partition: int) -> Iterator[object]:
+    """Inside, Faust's tables read and write the store and changelog of ``topic[partition]``, as for a record
+    consumed there: where a message handed over in place (``agents.local_delivery``) is handled."""
+    event = _Consumed(topic, partition)
+    token = _current_event.set(weakref.ref(event))  # type: ignore[arg-type]  # Faust reads .message alone
+    try:
+        yield event
+    finally:
+        _current_event.reset(token)
+
+
 async def consume(stream: StreamT, executor: Executor, handler: Handler, enveloped: bool = False) -> None:
     """Every record of the stream through the handler and the executor; with ``enveloped``, each message of
     an envelope (``models.envelope``) in turn.
@@ -46,11 +76,15 @@ async def consume(stream: StreamT, executor: Executor, handler: Handler, envelop
     committed before its sends. Under exactly_once that costs no time: what a transaction holds is seen
     when it commits, and the worker has one transaction for all its inputs. Under at_least_once what is
     held goes out ``LINGER_S`` after the first of it. No commit falls inside a record's handling or a flush.
+    What the handler sends to a partition this worker handles in place (``agents.local_delivery``) is handled
+    before the next record; the messages of an internal topic handed over in place come to ``handler``.
     """
     app = stream.app
     gate: CommitGate = app.commit_gate  # type: ignore[attr-defined]  # app.faust_app.App has one
     transactional = app.in_transaction
-    holder = executor.for_loop()
+    if enveloped and executor.local is not None:
+        executor.local.serve(cast(TopicT, stream.channel).get_topic_name(), handler)
+    holder = executor.for_loop(in_place=True)
     handled = 0
     timer: asyncio.TimerHandle | None = None
     lingering: set[asyncio.Task[None]] = set()
@@ -82,6 +116,7 @@ async def consume(stream: StreamT, executor: Executor, handler: Handler, envelop
                                       message.timestamp)
                     for each in opened(record) if enveloped else (record,):
                         await holder.process(handler, each)
+                        await holder.deliver_in_place()
                     handled += 1
                     if handled >= FLUSH_EVERY:
                         await flush()

@@ -35,7 +35,8 @@ def build(settings: Settings) -> App:
     executor = Executor(tables, TopicOutbox(topics.by_name, measured.sends.track),
                         lambda name: full_name(settings, name), Backoff.from_settings(settings),
                         measure=settings.stats, observer=measured.saga,
-                        internal={topic.get_topic_name(): settings.partitions for topic in topics.internal.values()})
+                        internal={topic.get_topic_name(): settings.partitions for topic in topics.internal.values()},
+                        local=app.local_delivery)
     policy = SagaPolicy(payment_mode=settings.payment_mode, timeout=timedelta(seconds=settings.saga_timeout_s))
     exactly_once = settings.processing_guarantee == "exactly_once"
     ingress.register(app, topics, executor, settings.payment_mode)

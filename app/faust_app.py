@@ -11,6 +11,8 @@ from aiohttp.web_runner import AppRunner
 from faust.types import TransportT
 from faust.web.drivers import aiohttp as faust_aiohttp
 
+from agents.faust_io import consumed_from
+from agents.local_delivery import LocalDelivery
 from app.transactions import CommitGate, Transport
 from config.settings import Settings
 from tables.held_changelog import Table
@@ -42,6 +44,8 @@ class App(faust.App):
         self.commit_gate = CommitGate()
         #: full public topic name -> the event types the app writes there; the consumer skips them
         self.own_outputs: dict[str, frozenset[str]] = {}
+        #: the internal partitions this worker handles in place, under exactly_once (``tables.recovery``)
+        self.local_delivery = LocalDelivery(consumed_from)
 
     def _new_transport(self) -> TransportT:
         return Transport(self.conf.broker_consumer, self)

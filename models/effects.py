@@ -15,6 +15,9 @@ from models.events import Event
 from models.measures import Measure
 from models.topics import topic_of
 
+#: the offset of a message one agent hands to another within the worker (``agents.local_delivery``): no record
+#: holds it, so it lies below every position read from a partition
+INLINE_OFFSET = -1
 #: the header on every event the app writes, beside the contract's: ingress skips its own outputs by it
 OUTPUT_MARK = ("emittedBy", b"streamsaga")
 

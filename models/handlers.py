@@ -190,7 +190,11 @@ def saga_effects(
         wanted = deadline_entry(new_state)
         if read(DEADLINES, order_id) != wanted:
             writes.append(Write(DEADLINES, order_id, wanted))
-        measures = saga_measures(new_state, position)
+        if not exactly_once:
+            measures = saga_measures(new_state, position)
+        elif changed:
+            measures = _measures(new_state, placed=state is None,
+                                 ended=new_state.is_terminal and not (state is not None and state.is_terminal))
         if measure:
             writes += stats.count(read, topic, partition, position, now, measures)
     return Effects(tuple(writes), outputs(sent), tuple(measures) if changed else ())
@@ -210,12 +214,19 @@ def saga_measures(state: SagaState, position: int) -> list[Measure]:
     """What input ``position`` counts for this saga: the order placed, the saga ended, or nothing.
 
     Read from the state, not from the change: a redelivery whose saga write survived a crash but
-    whose count did not still counts (``stats.count`` skips a bucket that has it already).
+    whose count did not still counts (``stats.count`` skips a bucket that has it already). Under
+    exactly_once no such redelivery exists, and a message handed over within the worker has no position
+    of its own (``INLINE_OFFSET``): there the change itself says what to count.
     """
+    return _measures(state, placed=state.placed_input == position, ended=state.ended_input == position)
+
+
+def _measures(state: SagaState, placed: bool, ended: bool) -> list[Measure]:
+    """The order placed, and the saga ended, as measures of the windows of ``GET /stats``."""
     measures: list[Measure] = []
-    if state.placed_input == position:
+    if placed:
         measures.append(Placed(parse_time(state.placed_at)))
-    if state.ended_input == position:
+    if ended:
         ended_at = parse_time(state.ended_at)
         measures.append(Ended(ended_at, state.status, state.reason, state.total_amount,
                               ended_at - parse_time(state.started_at)))

@@ -176,7 +176,9 @@ def count(
 ) -> list[Write]:
     """The writes that count input ``position`` of ``topic[partition]``, each measure in the bucket of its time.
 
-    A bucket that already counted this input (or a later one) is left alone; a time older than the
+    A bucket that already counted this input (or a later one) is left alone; a message handed over within
+    the worker (a negative position, ``models.effects.INLINE_OFFSET``) has no place to compare and counts each
+    time, which exactly_once, the only guarantee that hands messages over, makes once. A time older than the
     retention is not counted at all. A new bucket is added to the writer's index first, and the
     index drops, with their buckets, those past retention.
     """
@@ -190,13 +192,14 @@ def count(
         key = bucket_key(minute, topic, partition)
         raw = read(STATS, key)
         bucket = Bucket.from_json(raw) if raw is not None else Bucket()
-        if bucket.last_input >= position:
+        if position >= 0 and bucket.last_input >= position:
             continue
         if raw is None:
             writes += _indexed(read, topic, partition, minute, oldest)
+        last_input = max(bucket.last_input, position)
         for measure in minute_measures:
             bucket = added(bucket, measure)
-        writes.append(Write(STATS, key, dataclasses.replace(bucket, last_input=position).to_json()))
+        writes.append(Write(STATS, key, dataclasses.replace(bucket, last_input=last_input).to_json()))
     return writes
 
 

@@ -12,6 +12,8 @@ the consumer also skips the app's own outputs (``app.own_outputs``).
 - A fetch still waiting in the consumer thread when a rebalance stops Faust's fetcher goes on after the
   rebalance and takes the first records of the new assignment, past the seek, for a caller who is gone.
   Those partitions were never consumed again (orders stuck after a group member died). We rewind them.
+- Under exactly_once the internal partitions handled in place (``agents.local_delivery``) are those of an
+  assignment once it is recovered, and none from the moment a rebalance begins.
 - Under exactly_once a transaction's offsets name the generation and member of the assignment the worker
   holds, never the coordinator's state of the moment (see ``RebalanceListener``).
 """
@@ -31,6 +33,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ack_lock
 
+from agents.local_delivery import LocalDelivery
 from app.group_transactions import NO_GENERATION, fetch_stable_offsets
 from app.own_outputs import SkippedAcks, SkippingScheduler
 
@@ -79,11 +82,17 @@ class Recovery(FaustRecovery):
         self.app.flow_control.resume()
         self.app.consumer.resume_flow()
         await self.app._fetcher.maybe_start()  # type: ignore[attr-defined]  # faust.App has it
+        if self.app.in_transaction:
+            self._local_delivery().take((tp.topic, tp.partition) for tp in self.app.consumer.assignment())
         self.tables.on_actives_ready()
         if standbys_ready:
             self.tables.on_standbys_ready()
         self.app.on_rebalance_end()
         self.log.info("Worker ready")
+
+
+    def _local_delivery(self) -> LocalDelivery:
+        return cast(LocalDelivery, self.app.local_delivery)  # type: ignore[attr-defined]  # app.faust_app.App's
 
 
 class TableManager(FaustTableManager):
@@ -230,7 +239,9 @@ class Consumer(faust_aiokafka.Consumer):
                     self._n_acked += 1
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        """Faust's bookkeeping of the revoked partitions goes, and so does ours."""
+        """Faust's bookkeeping of the revoked partitions goes, and so does ours; nothing is handled in place
+        until the next assignment is recovered."""
+        self.app.local_delivery.give_up()  # type: ignore[attr-defined]  # app.faust_app.App's
         self.skipped_acks.forget(revoked)
         await super().on_partitions_revoked(revoked)
 
@@ -245,6 +256,7 @@ class Consumer(faust_aiokafka.Consumer):
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         """Pause everything assigned, then let Faust and the recovery resume what each needs."""
+        self.app.local_delivery.give_up()  # type: ignore[attr-defined]  # app.faust_app.App's
         self._paused_partitions.update(assigned)
         self.skipped_acks.forget(assigned)
         await super().on_partitions_assigned(assigned, generation_id)

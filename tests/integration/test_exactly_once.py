@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from app.topic_names import INTERNAL_TOPICS
 from devtools.kafka_local import LocalKafka
 from models.events import FundsAdded, StockAdded
 from support.scenario import Mix, build_orders, check_stock, check_wallets, ids, seed, terminal, wait_for_seed
-from support.topics import read_topic, setup_topics, wait_until, write_events
+from support.topics import end_offsets_total, read_topic, setup_topics, wait_until, write_events
 from support.worker import Worker, new_settings
 
 pytestmark = pytest.mark.integration
@@ -28,8 +29,7 @@ COMMITTED = "read_committed"
 def test_orders_complete_under_transactions_with_each_outcome_committed_once(
     kafka: LocalKafka, tmp_path: Path
 ) -> None:
-    settings = new_settings(kafka.bootstrap, tmp_path, "eos", processing_guarantee="exactly_once",
-                            commit_interval_s=0.2)
+    settings = new_settings(kafka.bootstrap, tmp_path, "eos", processing_guarantee="exactly_once")
     setup_topics(settings)
     write_events(settings, [*seed(), StockAdded(**ids(), sku="SKU-WEB", quantity=5),
                             FundsAdded(**ids(), customer_id="web-cust", amount=Decimal("5.00"))])
@@ -68,5 +68,7 @@ def test_orders_complete_under_transactions_with_each_outcome_committed_once(
                                                            COMMITTED) if r.body.get("event_type") == "PaymentProcessed"]
         assert sorted(payments) == sorted({o.order_id for o in confirmed} | {placed["order_id"]})
         assert len(confirmed) == LOAD.expected_kinds()["OrderConfirmed"]
+        # the one worker owns every partition, so every command and reply was handled in place
+        assert end_offsets_total(kafka.bootstrap, [settings.internal_topic(name) for name in INTERNAL_TOPICS]) == 0
     finally:
         worker.stop()

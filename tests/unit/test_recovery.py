@@ -9,6 +9,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from app.composition import build
@@ -153,3 +155,69 @@ def test_records_fetched_within_one_generation_reach_faust() -> None:
 
     assert [r.offset for r in fetched[TP("replies", 0)]] == [21, 22]
     assert consumer.seeks == []
+
+
+def _internal_topic(app: Any) -> str:
+    """An internal topic's full name, served in place as its agent would serve it, in a worker's app."""
+    app.in_worker = True  # what ``streamsaga worker`` sets; Faust's in_transaction asks it
+    topic = app.settings.topic("saga-replies")
+    app.local_delivery.serve(topic, lambda record, read, now: None)
+    return str(topic)
+
+
+def _no_fetcher(app: Any) -> None:
+    async def nothing() -> None:
+        return None
+
+    app.__dict__["_fetcher"] = SimpleNamespace(maybe_start=nothing)  # a cached property: the fetcher
+
+
+def test_under_exactly_once_a_recovered_assignment_is_handled_in_place_and_not_before(tmp_path: Path) -> None:
+    app = build(Settings(data_dir=tmp_path))
+    topic = _internal_topic(app)
+    app._consumer = RecordingConsumer({TP(topic, 0), TP(topic, 3)})  # type: ignore[assignment]
+    _no_fetcher(app)
+    assert not app.local_delivery.owns(topic, 0)
+    asyncio.run(_recovery(app)._resume_streams(generation_id=app.consumer_generation_id))
+    assert app.local_delivery.owns(topic, 0) and app.local_delivery.owns(topic, 3)
+    assert not app.local_delivery.owns(topic, 1)
+
+
+def test_an_assignment_whose_seek_met_a_rebalance_is_not_handled_in_place(tmp_path: Path) -> None:
+    app = build(Settings(data_dir=tmp_path))
+    topic = _internal_topic(app)
+    consumer = RecordingConsumer({TP(topic, 0)})
+    app._consumer = consumer  # type: ignore[assignment]
+
+    async def seek_while_the_group_rebalances() -> None:
+        app.consumer_generation_id += 1
+
+    consumer.perform_seek = seek_while_the_group_rebalances  # type: ignore[method-assign]
+    asyncio.run(_recovery(app)._resume_streams(generation_id=app.consumer_generation_id))
+    assert not app.local_delivery.owns(topic, 0)
+
+
+def test_under_at_least_once_nothing_is_handled_in_place(tmp_path: Path) -> None:
+    app = build(Settings(data_dir=tmp_path, processing_guarantee="at_least_once"))
+    topic = _internal_topic(app)
+    app._consumer = RecordingConsumer({TP(topic, 0)})  # type: ignore[assignment]
+    _no_fetcher(app)
+    asyncio.run(_recovery(app)._resume_streams(generation_id=app.consumer_generation_id))
+    assert not app.local_delivery.owns(topic, 0)
+
+
+@pytest.mark.parametrize("callback", ["on_partitions_revoked", "on_partitions_assigned"])
+def test_a_rebalance_ends_handling_in_place_before_faust_hears_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, callback: str
+) -> None:
+    app = build(Settings(data_dir=tmp_path))
+    topic = _internal_topic(app)
+    app.local_delivery.take({(topic, 0)})
+    heard: list[bool] = []
+
+    async def faust_s(self: Any, tps: set[TP], *args: Any) -> None:
+        heard.append(app.local_delivery.owns(topic, 0))
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, callback, faust_s)
+    asyncio.run(getattr(app.consumer, callback)({TP(topic, 0)}))
+    assert heard == [False]
