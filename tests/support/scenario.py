@@ -72,9 +72,8 @@ def seed() -> list[Event]:
 
 def wait_for_seed(worker: Worker, timeout: float = 60) -> None:
     """Until the seed's stock and wallets are visible through ``worker``."""
-    wait_until(lambda: worker.get(f"/inventory/{SCARCE_SKU}")[0] == 200
-               and worker.get(f"/wallets/{TIGHT}")[0] == 200
-               and all(worker.get(f"/wallets/{c}")[0] == 200 for c in RICH), timeout, "seed data")
+    wait_until(lambda: all(worker.get(f"/inventory/{sku}")[0] == 200 for sku in (*PLENTY, SCARCE_SKU))
+               and all(worker.get(f"/wallets/{c}")[0] == 200 for c in (*RICH, TIGHT)), timeout, "seed data")
 
 
 @dataclass(frozen=True)
