@@ -85,7 +85,7 @@ def create_app(settings: Settings) -> App:
         processing_guarantee=settings.processing_guarantee,
         producer_acks=-1,
         producer_linger=settings.producer_linger_ms / 1000,
-        broker_commit_interval=settings.commit_interval_s,
+        broker_commit_interval=settings.commit_interval,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         web_host=settings.web_host,

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                                      heap="1g")) as kafka:
             extra = {} if args.linger_ms is None else {"producer_linger_ms": args.linger_ms}
             settings = _settings(kafka.bootstrap, root, "profile", processing_guarantee=args.guarantee, **extra)
-            write_backlog(settings, args.orders)
+            write_backlog(settings, args.orders, root)
             worker = start_worker(settings, root / "worker.log")
             sampler = subprocess.Popen([str(spy), "record", "--pid", str(worker.pid), "--rate", str(args.rate),
                                         "--format", "raw", "--output", str(out), "--nonblocking"],

@@ -172,22 +172,35 @@ def _get(settings: Settings, path: str, timeout: float = 60) -> Any:
 
 
 def _wait_seeded(settings: Settings, timeout: float = 120) -> None:
-    """Until the last seeded wallet is visible."""
+    """Until every seeded wallet and sku is visible."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            _get(settings, f"/wallets/{workload.RICH[-1]}")
-            _get(settings, f"/inventory/{workload.SKUS[-1]}")
+            for customer in workload.RICH:
+                _get(settings, f"/wallets/{customer}")
+            for sku in workload.SKUS:
+                _get(settings, f"/inventory/{sku}")
             return
         except Exception:  # noqa: BLE001 - not there yet
             time.sleep(0.5)
     raise TimeoutError("seed data did not arrive")
 
 
-def write_backlog(settings: Settings, count: int) -> str:
-    """Topics, the seed and ``count`` orders of the fixed mix, before any worker starts; the order topic."""
+def write_backlog(settings: Settings, count: int, root: Path) -> str:
+    """Topics and the seed, applied by a worker that then stops, and ``count`` orders of the fixed mix waiting
+    for the next worker; the order topic.
+
+    A worker reads its topics side by side and Kafka keeps no order across them: an order handled before
+    its sku's stock or its customer's funds arrived would fail, and the run would measure another mix.
+    """
     asyncio.run(ensure_topics(settings))
     asyncio.run(produce(settings, workload.seed_events(count)))
+    say("applying the seed")
+    worker = start_worker(settings, root / f"worker-seed-{settings.app_id}.log")
+    try:
+        _wait_seeded(settings)
+    finally:
+        stop_process(worker)
     return write_orders(settings, count, progress("orders", count))
 
 
@@ -207,14 +220,14 @@ def backlog_outcomes(settings: Settings, count: int, timeout: float, label: str)
 
 
 def throughput(bootstrap: str, root: Path, guarantee: str, count: int, timeout: float,
-               commit_interval: float, stats: bool = True) -> dict[str, Any]:
+               commit_interval: float | None, stats: bool = True) -> dict[str, Any]:
     """Completed sagas/s with a backlog of ``count`` orders waiting when the worker starts."""
     name = f"{guarantee.replace('_', '')}{'' if stats else '-nostats'}"
     settings = _settings(bootstrap, root, f"tput-{name}", processing_guarantee=guarantee,
                          commit_interval_s=commit_interval, stats=stats)
     label = guarantee if stats else f"{guarantee}, windows off"
     say(f"{label}: writing {count} orders")
-    write_backlog(settings, count)
+    write_backlog(settings, count, root)
     written = asyncio.run(kafka_io.end_offsets(bootstrap, all_topic_names(settings)))  # the seed and the orders
     worker = start_worker(settings, root / f"worker-{name}.log")
     try:
@@ -247,7 +260,7 @@ def throughput(bootstrap: str, root: Path, guarantee: str, count: int, timeout: 
         "changelog_per_saga": round(sum(records[name] for name in changelogs) / count, 2),
         "records_per_s": round(app_records / span), "worker_cpu_s": round(cpu, 1),
         "worker_cores": round(cpu / wall, 2), "worker_peak_rss_mb": round(rss),
-        "commit_interval_s": settings.commit_interval_s, "wall_s": round(wall, 1),
+        "commit_interval_s": settings.commit_interval, "wall_s": round(wall, 1),
         "sagas_per_s_from_start": round(count / wall),
     }
 
@@ -299,7 +312,7 @@ def _wait_settled(members: list[Settings], timeout: float = 120) -> None:
     raise TimeoutError("the workers did not settle")
 
 
-def latency(bootstrap: str, root: Path, rate: float, seconds: float, commit_interval: float,
+def latency(bootstrap: str, root: Path, rate: float, seconds: float, commit_interval: float | None,
             warmup: float) -> dict[str, Any]:
     """OrderPlaced -> terminal event, at a steady ``rate`` orders/s for ``seconds``, with the runs' commit interval.
 
@@ -323,7 +336,7 @@ def latency(bootstrap: str, root: Path, rate: float, seconds: float, commit_inte
     lat = sorted((done[o] - sent[o]) * 1000 for o in done)
     q = statistics.quantiles(lat, n=100)
     return {"rate_per_s": round(rate), "orders": len(sent), "completed": len(done),
-            "commit_interval_s": commit_interval, "warmup_s": warmup,
+            "commit_interval_s": settings.commit_interval, "warmup_s": warmup,
             "p50_ms": round(q[49], 1), "p95_ms": round(q[94], 1), "p99_ms": round(q[98], 1),
             "max_ms": round(lat[-1], 1)}
 
@@ -498,8 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recovery-keys", type=int, default=1_000_000)
     parser.add_argument("--guarantees", default="at_least_once,exactly_once")
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up on a guarantee's backlog after this")
-    parser.add_argument("--commit-interval", type=float, default=Settings().commit_interval_s,
-                        help="STREAMSAGA_COMMIT_INTERVAL_S of the throughput runs")
+    parser.add_argument("--commit-interval", type=float, default=None,
+                        help="STREAMSAGA_COMMIT_INTERVAL_S of every run (default: each guarantee's own)")
     parser.add_argument("--scale-out", default="1,2",
                         help="worker counts to run the default guarantee with, all started before the orders arrive")
     parser.add_argument("--stats-cost", action=argparse.BooleanOptionalAction, default=True,

@@ -11,6 +11,9 @@ from pathlib import Path
 PAYMENT_MODES = ("internal", "external")
 GUARANTEES = ("at_least_once", "exactly_once")
 LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
+#: the default commit interval under each guarantee (``Settings.commit_interval``)
+EXACTLY_ONCE_COMMIT_INTERVAL_S = 0.1
+AT_LEAST_ONCE_COMMIT_INTERVAL_S = 1.0
 
 
 class SettingsError(ValueError):
@@ -34,7 +37,8 @@ class Settings:
     processing_guarantee: str = "exactly_once"
     session_timeout_s: float = 15.0
     producer_linger_ms: float = 5.0
-    commit_interval_s: float = 1.0
+    #: None: ``EXACTLY_ONCE_COMMIT_INTERVAL_S`` or ``AT_LEAST_ONCE_COMMIT_INTERVAL_S`` (see ``commit_interval``)
+    commit_interval_s: float | None = None
     bulk_restore_min_records: int = 20_000
     saga_timeout_s: float = 300.0
     timeout_check_interval_s: float = 30.0
@@ -62,7 +66,7 @@ class Settings:
             raise SettingsError("partitions and replication_factor must be at least 1")
         if not 6 <= self.session_timeout_s <= 1800:
             raise SettingsError("session_timeout_s must be from 6 to 1800 (the broker's group limits)")
-        if self.commit_interval_s <= 0:
+        if self.commit_interval_s is not None and self.commit_interval_s <= 0:
             raise SettingsError("commit_interval_s must be positive")
         if self.saga_timeout_s <= 0 or self.timeout_check_interval_s <= 0:
             raise SettingsError("saga_timeout_s and timeout_check_interval_s must be positive")
@@ -79,6 +83,16 @@ class Settings:
                 raise SettingsError(f"{name} must not be negative")
         if self.retry_multiplier < 1:
             raise SettingsError("retry_multiplier must be at least 1")
+
+    @property
+    def commit_interval(self) -> float:
+        """Seconds between commits: the setting, else short under exactly_once, where each hop to another worker
+        and every outcome wait for a commit to be seen, and Kafka Streams' 100 ms under it, and 1 s otherwise."""
+        if self.commit_interval_s is not None:
+            return self.commit_interval_s
+        if self.processing_guarantee == "exactly_once":
+            return EXACTLY_ONCE_COMMIT_INTERVAL_S
+        return AT_LEAST_ONCE_COMMIT_INTERVAL_S
 
     @property
     def bootstrap_servers(self) -> str:
@@ -108,6 +122,8 @@ class Settings:
         env = {}
         for field in fields(self):
             value = getattr(self, field.name)
+            if value is None:
+                continue
             if isinstance(value, bool):
                 value = "1" if value else "0"
             env[f"STREAMSAGA_{field.name.upper()}"] = str(value)
@@ -137,7 +153,7 @@ def _convert(name: str, type_name: str, raw: str) -> object:
             raise ValueError(raw)
         if type_name == "int":
             return int(raw)
-        if type_name == "float":
+        if type_name in ("float", "float | None"):
             value = float(raw)
             if not math.isfinite(value):
                 raise ValueError(raw)

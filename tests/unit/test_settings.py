@@ -23,7 +23,7 @@ DEFAULTS = {
     "processing_guarantee": "exactly_once",
         "session_timeout_s": 15.0,
         "producer_linger_ms": 5.0,
-        "commit_interval_s": 1.0,
+        "commit_interval_s": None,
         "bulk_restore_min_records": 20_000,
     "saga_timeout_s": 300.0,
     "timeout_check_interval_s": 30.0,
@@ -111,6 +111,18 @@ def test_every_kind_of_value_is_parsed() -> None:
     assert settings.demo_orders is False
     assert settings.demo_order_interval_s == 0.5
     assert (settings.app_id, settings.topic_prefix, settings.log_level) == ("saga-test", "t1-", "debug")
+
+
+@pytest.mark.parametrize(("guarantee", "interval"), [("exactly_once", 0.1), ("at_least_once", 1.0)])
+def test_the_commit_interval_is_short_under_exactly_once_unless_set(guarantee: str, interval: float) -> None:
+    assert Settings(processing_guarantee=guarantee).commit_interval == interval
+    assert Settings(processing_guarantee=guarantee, commit_interval_s=2.0).commit_interval == 2.0
+
+
+def test_a_setting_left_to_its_default_is_left_out_of_a_child_s_environment() -> None:
+    assert "STREAMSAGA_COMMIT_INTERVAL_S" not in Settings().to_env()
+    assert Settings.from_env(Settings().to_env()) == Settings()
+    assert Settings.from_env(Settings(commit_interval_s=0.5).to_env()).commit_interval_s == 0.5
 
 
 @pytest.mark.parametrize("raw", ["1", "true", "TRUE", "True", "yes", "Yes", "on", "ON"])
