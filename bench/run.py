@@ -226,7 +226,7 @@ def throughput(bootstrap: str, root: Path, guarantee: str, count: int, timeout: 
     settings = _settings(bootstrap, root, f"tput-{name}", processing_guarantee=guarantee,
                          commit_interval_s=commit_interval, stats=stats)
     label = guarantee if stats else f"{guarantee}, windows off"
-    say(f"{label}: writing {count} orders")
+    say(f"{label}: a backlog of {count} orders")
     write_backlog(settings, count, root)
     written = asyncio.run(kafka_io.end_offsets(bootstrap, all_topic_names(settings)))  # the seed and the orders
     worker = start_worker(settings, root / f"worker-{name}.log")
