@@ -12,6 +12,8 @@ A seeded scheduler picks what happens next, so one seed is one exact run:
 - any runnable partition delivers its next few records as one fetched batch (order within a partition,
   none across); internal records are envelopes (``models.envelope``), opened message by message, and
   what a batch sends to internal topics is held and written as one envelope per partition at its end;
+  under exactly_once what it sends to a partition of a task on the same worker is handled in place
+  (``agents.local_delivery``), with that task's tables, in the same transaction;
 - a worker crashes while it handles a message, at any point: before the table write, after it
   and before the sends, between two sends, or before its offset commit (or the flush lost the
   table write but not the sends, which Faust's unordered producer buffer allows). Its tables are
@@ -27,9 +29,11 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import random
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -38,6 +42,7 @@ from typing import Any
 import orjson
 
 from agents.executor import Executor, Headers
+from agents.local_delivery import LocalDelivery
 from agents.retry import Backoff
 from app.topic_names import INTERNAL_TOPICS
 from models import commands, handlers
@@ -104,6 +109,8 @@ class Handlers:
     sends_in_transaction: bool = True
     drops_tables_after_abort: bool = True
     fences_zombies: bool = True  # the group refuses the old owner's offsets: they name a generation it has left
+    # exactly_once: a message to a partition of the same worker is handled in place (agents/local_delivery.py)
+    hands_over_in_place: bool = True
 
 
 REAL = Handlers()
@@ -205,7 +212,8 @@ class Task:
     paused_until: float = 0.0
     #: exactly_once: changelog writes and sends (with their partition) of the open transaction, made visible
     #: by the commit
-    pending: list[tuple[str, str, str, bytes | None, str, int | None]] = field(default_factory=list)
+    #: the worker's one transaction holds them all, in the order made (the first item): :meth:`Simulation._commit`
+    pending: list[tuple[int, str, str, str, bytes | None, str, int | None]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -245,15 +253,22 @@ class Result:
     end_time: float
 
 
+class Handing:
+    """Whose tables a handler uses: the task a record was delivered to, or the one it handed a message to in
+    place (what Faust's current event says in the worker). Its transaction is the task delivered to's."""
+
+    def __init__(self, task: Task) -> None:
+        self.origin = self.current = task
+
+
 class SimTable:
     """A task's table under the executor: each write goes to the changelog, then to the local copy."""
 
-    def __init__(self, sim: Simulation, task: Task | None, name: str, note: str) -> None:
-        assert task is not None, "only tasks that own tables write them"
-        self.sim, self.task, self.name, self.note = sim, task, name, note
+    def __init__(self, sim: Simulation, handing: Handing, name: str, note: str) -> None:
+        self.sim, self.handing, self.name, self.note = sim, handing, name, note
 
     def get(self, key: str) -> bytes | None:
-        return self.task.tables[self.name].get(key)
+        return self.handing.current.tables[self.name].get(key)
 
     def __setitem__(self, key: str, value: bytes) -> None:
         self._write(key, value)
@@ -266,15 +281,17 @@ class SimTable:
         fault.spend()
         if fault.lose_tables:
             return
+        task = self.handing.current
         if self.sim.exactly_once:  # RocksDB now, the changelog record with the transaction
-            self.task.pending.append(("changelog", self.name, key, value, self.note, None))
+            self.handing.origin.pending.append((next(self.sim.made), "changelog", self.name, key, value, self.note,
+                                                task.partition))
         else:  # Faust writes the changelog partition of the record being handled
-            self.sim.changelogs[self.name].append(key, value, self.note, self.task.partition)
+            self.sim.changelogs[self.name].append(key, value, self.note, task.partition)
         self.sim.last_change = self.sim.now
         if value is None:
-            self.task.tables[self.name].pop(key, None)
+            task.tables[self.name].pop(key, None)
         else:
-            self.task.tables[self.name][key] = value
+            task.tables[self.name][key] = value
 
 
 class SimOutbox:
@@ -296,7 +313,7 @@ class SimOutbox:
                                   (("failure", "reason"), ("original", "partition"), ("original", "offset"))}
                                  | {"index": int(told.get("original.index", b"-1"))})
         if self.task is not None and self.sim.exactly_once and self.sim.impl.sends_in_transaction:
-            self.task.pending.append(("send", topic, key.decode(), value, self.note, partition))
+            self.task.pending.append((next(self.sim.made), "send", topic, key.decode(), value, self.note, partition))
         else:
             assert value is not None
             self.sim._publish(topic, key.decode(), value, self.note, exactly_once=False, partition=partition)
@@ -372,6 +389,7 @@ class Simulation:
         self.dead_letters: list[tuple[str, str, str]] = []
         self.dead_letter_origins: set[tuple[str, int, int, int]] = set()  # (topic, partition, offset, index)
         self.problems: list[str] = []
+        self.made = itertools.count()  # the order writes and sends are made in, across a worker's tasks
         self.stats = dict.fromkeys(
             ("steps", "deliveries", "crashes", "duplicates", "stalls", "jumps", "zombies", "timeouts_sent"), 0
         )
@@ -505,7 +523,8 @@ class Simulation:
                         * min(task.backlog(), MAX_BATCH))
         messages = self._fetched(task, count)
         where = f"{task.name}@{task.position}" + (f"+{count - 1}" if count > 1 else "")
-        if self._execute(task, where, task.worker, self._handling(task, messages, where, task.worker)):
+        in_place = self.exactly_once and self.impl.hands_over_in_place
+        if self._execute(task, where, task.worker, self._handling(task, messages, where, task.worker), in_place):
             task.position += count
 
     def _fetched(self, task: Task, count: int) -> list[Incoming]:
@@ -529,6 +548,7 @@ class Simulation:
                 crash = (task.agent, identity, self._count(task.agent, identity))
                 handler = self._watched(self.handlers[task.agent](task), where, worker, crash)
                 await executor.process(handler, incoming)
+                await executor.deliver_in_place()
 
         return work
 
@@ -604,6 +624,12 @@ class Simulation:
         zombie = replace(task, tables={name: dict(rows) for name, rows in task.tables.items()},
                                      pending=list(task.pending))
         self._log(f"ZOMBIE {task.name}: w{task.worker} paused past its session timeout")
+        if self.exactly_once and self.impl.hands_over_in_place:
+            # one transaction spans the worker's tasks, and messages handed over in place wrote their tables:
+            # the group has dropped the whole worker, and all of its tasks start over elsewhere
+            for other in self.app_tasks:
+                if other is not task and other.worker == task.worker:
+                    self._reassign(other)
         self._reassign(task)
         handler = self.handlers[task.agent](zombie)
         note = f"{task.name}@{zombie.position} zombie"
@@ -616,7 +642,7 @@ class Simulation:
         if self.impl.fences_zombies:
             self._log(f"{note}: fenced, its transaction aborted")
         else:
-            self._commit_task(zombie)
+            self._commit_tasks([zombie])
 
     def _tick(self, worker: int) -> None:
         """The worker's timer: the real overdue decision on its own saga partitions, applied by the executor."""
@@ -652,12 +678,17 @@ class Simulation:
             lose = not self.exactly_once and self._chance("lose", *crash) < 0.25  # a transaction is all or nothing
             self.fault = Fault(durable, count, lose_tables=lose)
 
-    def _execute(self, task: Task | None, note: str, worker: int, work: Callable[[Executor], Any]) -> bool:
-        """Run the executor on this task's tables; False when the worker crashed on the way."""
-        tables = {name: SimTable(self, task, name, note) for name in (task.tables if task is not None else ())}
+    def _execute(self, task: Task | None, note: str, worker: int, work: Callable[[Executor], Any],
+                 in_place: bool = False) -> bool:
+        """Run the executor on this task's tables, and with ``in_place`` on those of the tasks of its worker it
+        hands messages to; False when the worker crashed on the way."""
+        handing = Handing(task) if task is not None else None
+        names = TABLES if in_place else (task.tables if task is not None else ())
+        tables = {name: SimTable(self, handing, name, note) for name in names} if handing is not None else {}
+        local = self._local_delivery(handing, note, worker) if in_place and handing is not None else None
         executor = self.impl.executor(tables, SimOutbox(self, task, note), str, Backoff(), lambda: at_time(self.now),
                                       _no_sleep, internal=dict.fromkeys(INTERNAL_TOPICS, self.config.partitions),
-                                      partitioner=_envelope_partition)
+                                      partitioner=_envelope_partition, local=local).for_loop(in_place=in_place)
         try:
             run_now(work(executor))
             run_now(executor.flush())  # before the offset commit, which comes between batches
@@ -672,23 +703,51 @@ class Simulation:
             self.fault = no_fault()
         return True
 
-    def _commit(self, worker: int) -> None:
-        """Faust's commit: flush the producer, commit the offsets; under exactly_once, commit each task's
-        transaction, which makes its changelog writes and sends visible together with its offset."""
-        for task in self.tasks:
-            if task.worker == worker:
-                self._commit_task(task)
+    def _local_delivery(self, handing: Handing, note: str, worker: int) -> LocalDelivery:
+        """The partitions of ``worker``'s tasks are handled in place, each message by its task's watched handler."""
+        owned = {(t.topic.name, t.partition): t for t in self.app_tasks if t.worker == worker and t.agent in OWNERS}
 
-    def _commit_task(self, task: Task) -> None:
-        """One task's part of a commit: its transaction's writes and sends, then its offset."""
-        for kind, name, key, value, note, partition in task.pending:
-            if kind == "changelog":
-                self.changelogs[name].append(key, value, note, task.partition)
+        @contextmanager
+        def handed_to(topic: str, partition: int) -> Iterator[None]:
+            before, handing.current = handing.current, owned[(topic, partition)]
+            try:
+                yield
+            finally:
+                handing.current = before
+
+        def handler_of(agent: str) -> Handler:
+            def handle(record: Incoming, read: Reader, now: datetime) -> Effects:
+                identity = _raw_identity(record.value or b"")
+                crash = (agent, identity, self._count(agent, identity))
+                where = f"{note} -> {handing.current.name} in place"
+                return self._watched(self.handlers[agent](handing.current), where, worker, crash)(record, read, now)
+
+            return handle
+
+        local = LocalDelivery(handed_to)
+        for agent, (topic, _) in OWNERS.items():
+            local.serve(topic, handler_of(agent))
+        local.take(owned)
+        return local
+
+    def _commit(self, worker: int) -> None:
+        """Faust's commit: flush the producer, commit the offsets; under exactly_once, commit the worker's
+        transaction, which makes its tasks' changelog writes and sends visible, in the order they were made
+        (tasks that handed messages over in place wrote the same keys), together with their offsets."""
+        tasks = [task for task in self.tasks if task.worker == worker]
+        self._commit_tasks(tasks)
+
+    def _commit_tasks(self, tasks: list[Task]) -> None:
+        """The transaction's writes and sends of these tasks in the order made, then their offsets."""
+        for _, kind, name, key, value, note, partition in sorted(entry for task in tasks for entry in task.pending):
+            if kind == "changelog":  # the partition of the task whose table it is (another's, if handed over)
+                self.changelogs[name].append(key, value, note, partition)
             else:
                 assert value is not None
                 self._publish(name, key, value, note, exactly_once=True, partition=partition)
-        task.pending.clear()
-        task.committed = task.position
+        for task in tasks:
+            task.pending.clear()
+            task.committed = task.position
 
     # --- durability and crashes ----------------------------------------------------------------
 
