@@ -161,6 +161,11 @@ def test_order_on_any_partition_reaches_its_saga(kafka: LocalKafka, running: tup
         write_raw(kafka.bootstrap, settings.topic("order-events"), [(order.order_id.encode(), order.encode())],
                   partition=partition)
     assert worker.get(f"/orders/{order.order_id}?wait=20")[1]["status"] == "COMPLETED"
-    charged = [r for r in read_topic(kafka.bootstrap, settings.topic("payment-events"))
-               if r.body.get("event_type") == "PaymentProcessed" and r.body["order_id"] == order.order_id]
-    assert len({r.body["event_id"] for r in charged}) == 1
+
+    def charged() -> set[str]:  # the view shows the worker's tables, ahead of the transaction's commit
+        return {r.body["event_id"] for r in read_topic(kafka.bootstrap, settings.topic("payment-events"))
+                if r.body.get("event_type") == "PaymentProcessed" and r.body["order_id"] == order.order_id}
+
+    wait_until(charged, 30, "the payment to be committed")
+    wait_quiet(kafka.bootstrap, [settings.topic("order-events"), settings.topic("payment-events")], 30)
+    assert len(charged()) == 1
