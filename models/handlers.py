@@ -193,8 +193,7 @@ def saga_effects(
         if not exactly_once:
             measures = saga_measures(new_state, position)
         elif changed:
-            measures = _measures(new_state, placed=state is None,
-                                 ended=new_state.is_terminal and not (state is not None and state.is_terminal))
+            measures = _measures(new_state, placed=_places(state, message), ended=_ends(state, new_state))
         if measure:
             writes += stats.count(read, topic, partition, position, now, measures)
     return Effects(tuple(writes), outputs(sent), tuple(measures) if changed else ())
@@ -203,11 +202,22 @@ def saga_effects(
 def _marked(state: SagaState | None, new_state: SagaState, message: Message, position: int, now: datetime) -> SagaState:
     """The new state with the input that made it, and when and by which input the order was placed or ended."""
     marks: dict[str, object] = {"last_input": position}
-    if state is None and isinstance(message, OrderPlaced):
+    if _places(state, message):
+        assert isinstance(message, OrderPlaced)
         marks.update(placed_at=message.occurred_at, placed_input=position)
-    if new_state.is_terminal and (state is None or not state.is_terminal):
+    if _ends(state, new_state):
         marks.update(ended_at=format_time(now), ended_input=position)
     return dataclasses.replace(new_state, **marks)  # type: ignore[arg-type]
+
+
+def _places(state: SagaState | None, message: Message) -> bool:
+    """Whether the message places the order: an OrderPlaced for a saga not there yet."""
+    return state is None and isinstance(message, OrderPlaced)
+
+
+def _ends(state: SagaState | None, new_state: SagaState) -> bool:
+    """Whether the change ends the saga: it reaches its final status now."""
+    return new_state.is_terminal and (state is None or not state.is_terminal)
 
 
 def saga_measures(state: SagaState, position: int) -> list[Measure]:

@@ -544,10 +544,7 @@ class Simulation:
 
         async def work(executor: Executor) -> None:
             for incoming in messages:
-                identity = _raw_identity(incoming.value or b"")
-                crash = (task.agent, identity, self._count(task.agent, identity))
-                handler = self._watched(self.handlers[task.agent](task), where, worker, crash)
-                await executor.process(handler, incoming)
+                await executor.process(self._watched_for(task, incoming, where, worker), incoming)
                 await executor.deliver_in_place()
 
         return work
@@ -564,6 +561,12 @@ class Simulation:
             "wallet": lambda task: wallet,
             "customers": lambda task: impl.customers,
         }
+
+    def _watched_for(self, task: Task, incoming: Incoming, where: str, worker: int) -> Handler:
+        """The task's agent's handler, watched for the crash this meeting of the message decides."""
+        identity = _raw_identity(incoming.value or b"")
+        crash = (task.agent, identity, self._count(task.agent, identity))
+        return self._watched(self.handlers[task.agent](task), where, worker, crash)
 
     def _watched(self, handler: Handler, where: str, worker: int, crash: tuple[str, str, int]) -> Handler:
         """The handler, with its first answer deciding the crash (if any) among the effects it returns."""
@@ -715,18 +718,13 @@ class Simulation:
             finally:
                 handing.current = before
 
-        def handler_of(agent: str) -> Handler:
-            def handle(record: Incoming, read: Reader, now: datetime) -> Effects:
-                identity = _raw_identity(record.value or b"")
-                crash = (agent, identity, self._count(agent, identity))
-                where = f"{note} -> {handing.current.name} in place"
-                return self._watched(self.handlers[agent](handing.current), where, worker, crash)(record, read, now)
-
-            return handle
+        def in_place(record: Incoming, read: Reader, now: datetime) -> Effects:
+            where = f"{note} -> {handing.current.name} in place"
+            return self._watched_for(handing.current, record, where, worker)(record, read, now)
 
         local = LocalDelivery(handed_to)
-        for agent, (topic, _) in OWNERS.items():
-            local.serve(topic, handler_of(agent))
+        for topic, _ in OWNERS.values():
+            local.serve(topic, in_place)
         local.take(owned)
         return local
 
