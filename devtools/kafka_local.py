@@ -1,6 +1,6 @@
-"""Launch a local single-node Apache Kafka broker (KRaft) for dev, tests, benchmarks.
+"""Launch local Apache Kafka (KRaft) for dev, tests, benchmarks: one broker, or a cluster of several.
 
-Jars come from Maven Central (cached), the broker runs as a plain ``java`` subprocess in
+Jars come from Maven Central (cached), each broker runs as a plain ``java`` subprocess in
 its own process group, so no Docker and no Kafka distribution download are needed.
 
 CLI: ``python -m devtools.kafka_local start|stop|run [--port N] [--data-dir D]``.
@@ -74,6 +74,16 @@ class BrokerConfig:
     partitions: int = 8
     kafka_version: str = KAFKA_VERSION
     cache_dir: Path | None = None
+    node_id: int = 1
+    #: ``controller.quorum.voters`` of a cluster; empty: this node is the whole quorum
+    voters: str = ""
+    #: replicas of every topic (the cluster's size, up to 3); ``min.insync.replicas`` follows from it
+    replication: int = 1
+
+    @property
+    def min_insync(self) -> int:
+        """Replicas a write with acks=all needs: 2 of 3, so one broker may be down without refusing writes."""
+        return max(1, min(2, self.replication - 1))
 
     @property
     def quorum_port(self) -> int:
@@ -109,10 +119,11 @@ def server_properties(cfg: BrokerConfig) -> str:
     """Render server.properties for a combined broker+controller with dev defaults."""
     data = cfg.data_dir.resolve()
     controller = f"127.0.0.1:{cfg.quorum_port}"
+    replicas, min_isr = str(cfg.replication), str(cfg.min_insync)
     props = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{controller}",
+        "node.id": str(cfg.node_id),
+        "controller.quorum.voters": cfg.voters or f"{cfg.node_id}@{controller}",
         "listeners": f"PLAINTEXT://{cfg.bootstrap},CONTROLLER://{controller}",
         "advertised.listeners": f"PLAINTEXT://{cfg.bootstrap}",
         "controller.listener.names": "CONTROLLER",
@@ -120,10 +131,12 @@ def server_properties(cfg: BrokerConfig) -> str:
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": str(data / "logs"),
         "num.partitions": str(cfg.partitions),
-        "offsets.topic.replication.factor": "1",
+        "default.replication.factor": replicas,
+        "min.insync.replicas": min_isr,
+        "offsets.topic.replication.factor": replicas,
         "offsets.topic.num.partitions": "8",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": min_isr,
         "transaction.state.log.num.partitions": "8",
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "false",
@@ -256,8 +269,8 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return bytes(chunks)
 
 
-def broker_answers(host: str, port: int, timeout: float = 2.0) -> bool:
-    """Raw Metadata v4 request; True once the broker answers and lists itself (= ready).
+def brokers_listed(host: str, port: int, timeout: float = 2.0) -> int:
+    """Raw Metadata v4 request: how many brokers the broker at host:port lists (0 while it does not answer).
 
     A stdlib socket instead of aiokafka: works inside a running event loop and doesn't
     spam aiokafka connection errors while the broker boots.
@@ -270,9 +283,14 @@ def broker_answers(host: str, port: int, timeout: float = 2.0) -> bool:
             (size,) = struct.unpack(">i", _recv_exact(sock, 4))
             body = _recv_exact(sock, size)
     except OSError:
-        return False
+        return 0
     correlation_id, _throttle_ms, brokers = struct.unpack_from(">iii", body)
-    return bool(correlation_id == 1 and brokers > 0)
+    return int(brokers) if correlation_id == 1 else 0
+
+
+def broker_answers(host: str, port: int, timeout: float = 2.0) -> bool:
+    """True once the broker answers a metadata request and lists itself (= ready)."""
+    return brokers_listed(host, port, timeout) > 0
 
 
 def port_free(host: str, port: int) -> bool:
@@ -365,20 +383,36 @@ class LocalKafka:
 
     def start(self, timeout: float = 60.0) -> Self:
         """Start the broker; block until it serves metadata, so it is usable at once."""
+        self.launch(cluster_id())
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def launch(self, cluster: str) -> None:
+        """Format the data dir (once, for ``cluster``) and start the JVM without waiting for it.
+
+        A cluster launches all its nodes before waiting on any: none is ready before a quorum is up.
+        """
         if self._proc is not None:
             raise KafkaLaunchError(f"broker already started by this object (pid {self._proc.pid})")
         self._check_preconditions()
         libs = ensure_jars(self.config.cache_dir, self.config.kafka_version)
         java = _require("java")
         self._write_configs()
-        self._format_storage(java, libs)
-        try:
-            self._spawn(java, libs)
-            self._wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        self._format_storage(java, libs, cluster)
+        self._spawn(java, libs)
+
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would: no controlled shutdown, nothing flushed."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+        (self._data / "broker.pid").unlink(missing_ok=True)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM the process group, SIGKILL on timeout, drop pid file; idempotent."""
@@ -430,12 +464,12 @@ class LocalKafka:
         log4j = f"-Dlog4j2.configurationFile={self._data / 'log4j2.properties'}"
         return [java, *jvm_opts, log4j, "-cp", str(libs / "*")]
 
-    def _format_storage(self, java: str, libs: Path) -> None:
+    def _format_storage(self, java: str, libs: Path, cluster: str) -> None:
         """Format the KRaft log dir once; a formatted dir keeps cluster id and data."""
         if (self._data / "logs" / "meta.properties").exists():
             return
         props = str(self._data / "server.properties")
-        tool = ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id()}", "-c", props]
+        tool = ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster}", "-c", props]
         cmd = self._java(java, libs, []) + tool
         _run(cmd, "Kafka storage format", cwd=self._data, timeout=_FORMAT_TIMEOUT)
 
@@ -455,10 +489,10 @@ class LocalKafka:
             )
         (self._data / "broker.pid").write_text(f"{self._proc.pid}\n")
 
-    def _wait_ready(self, timeout: float) -> None:
-        """Poll with metadata requests; fail early, with log tails, if the JVM dies."""
+    def wait_ready(self, timeout: float, brokers: int = 1) -> None:
+        """Poll with metadata requests until this broker lists ``brokers``; fail early, with log tails, if it dies."""
         deadline = time.monotonic() + timeout
-        while not broker_answers(self.config.host, self.config.port):
+        while brokers_listed(self.config.host, self.config.port) < brokers:
             if not self.is_running():
                 raise KafkaLaunchError(f"broker exited early (code {self._exit_code()})\n" + self._log_tails())
             if time.monotonic() > deadline:
@@ -472,6 +506,90 @@ class LocalKafka:
     def _log_tails(self) -> str:
         """Last lines of broker stdout and log4j file, to explain a failed start."""
         return _file_tail(self._data / "broker.out") + _file_tail(self._data / "broker.log")
+
+
+def cluster_configs(size: int, *, host: str = "127.0.0.1", first_port: int, controller_ports: Sequence[int],
+                    data_dir: Path, heap: str = "384m", cache_dir: Path | None = None) -> list[BrokerConfig]:
+    """One config per node: brokers on consecutive ports from ``first_port``, all controllers of one quorum.
+
+    Topics get ``min(size, 3)`` replicas, and a write with acks=all needs 2 of 3 (``BrokerConfig.min_insync``).
+    """
+    if size < 1 or len(controller_ports) != size:
+        raise KafkaLaunchError(f"a cluster of {size} needs {size} controller ports, not {len(controller_ports)}")
+    voters = ",".join(f"{n + 1}@127.0.0.1:{port}" for n, port in enumerate(controller_ports))
+    return [BrokerConfig(host=host, port=first_port + n, controller_port=controller_ports[n],
+                         data_dir=data_dir / f"node-{n + 1}", heap=heap, node_id=n + 1, voters=voters,
+                         replication=min(size, 3), cache_dir=cache_dir)
+            for n in range(size)]
+
+
+def _formatted_cluster_id(data_dir: Path) -> str | None:
+    """The cluster id a node's log dir was formatted with, or None before it was."""
+    try:
+        text = (data_dir.resolve() / "logs" / "meta.properties").read_text()
+    except FileNotFoundError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "cluster.id":
+            return value.strip()
+    return None
+
+
+class LocalCluster:
+    """Several local KRaft nodes, each a broker and a controller of one quorum: replicated topics on one machine."""
+
+    def __init__(self, configs: Sequence[BrokerConfig]) -> None:
+        self.nodes = [LocalKafka(config) for config in configs]
+
+    @property
+    def bootstrap(self) -> str:
+        """bootstrap.servers for clients: every node, so a client finds the cluster while one is down."""
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def start(self, timeout: float = 120.0) -> Self:
+        """Start every node, then wait until each one lists them all (topics with 3 replicas need 3 brokers)."""
+        deadline = time.monotonic() + timeout
+        formatted = {found for node in self.nodes if (found := _formatted_cluster_id(node.config.data_dir))}
+        if len(formatted) > 1:
+            raise KafkaLaunchError("the nodes' data dirs belong to different clusters; remove them to start afresh")
+        cluster = formatted.pop() if formatted else cluster_id()
+        try:
+            for node in self.nodes:
+                node.launch(cluster)
+            for node in self.nodes:
+                node.wait_ready(max(1.0, deadline - time.monotonic()), brokers=len(self.nodes))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def kill(self, index: int) -> None:
+        """SIGKILL one node, as a crash would."""
+        self.nodes[index].kill()
+
+    def restart(self, index: int, timeout: float = 120.0) -> None:
+        """Start a stopped node again on its data and wait until it lists the whole cluster."""
+        node = self.nodes[index]
+        node.launch(_formatted_cluster_id(node.config.data_dir) or cluster_id())
+        node.wait_ready(timeout, brokers=len(self.nodes))
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM every node at once, then wait for each: one stopped alone waits on a quorum the others hold."""
+        for node in self.nodes:
+            if node.pid is not None and node.is_running():
+                _signal_group(node.pid, signal.SIGTERM)
+        for node in self.nodes:
+            node.stop(timeout)
+
+    def __enter__(self) -> Self:
+        """Start on entry so `with LocalCluster(...) as cluster:` always cleans up."""
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        """Stop on exit, even when the body raised."""
+        self.stop()
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
