@@ -35,6 +35,18 @@ async def until_led(admin: AIOKafkaAdminClient, bootstrap: str, names: list[str]
         await consumer.stop()
 
 
+def topic_configs(settings: Settings, compacted: bool = False) -> dict[str, str]:
+    """Configs of a topic we create: compaction for changelogs, and with replicas, how many must have a write.
+
+    ``min.insync.replicas`` is set on the topic, not left to the cluster's default (1 unless changed),
+    so an acks=all write is on two brokers before it counts and one broker may stop without losing it.
+    """
+    configs = {"cleanup.policy": "compact"} if compacted else {}
+    if settings.replicas > 1:
+        configs["min.insync.replicas"] = str(settings.min_insync_replicas)
+    return configs
+
+
 async def ensure_topics(settings: Settings) -> list[str]:
     """Create every missing topic with the configured partitions; return the ones created.
 
@@ -49,8 +61,8 @@ async def ensure_topics(settings: Settings) -> list[str]:
         missing = [name for name in [*all_topic_names(settings), *sorted(changelogs)] if name not in existing]
         if missing:
             topics = [
-                NewTopic(name, settings.partitions, settings.replication_factor,
-                         topic_configs={"cleanup.policy": "compact"} if name in changelogs else {})
+                NewTopic(name, settings.partitions, settings.replicas,
+                         topic_configs=topic_configs(settings, compacted=name in changelogs))
                 for name in missing
             ]
             with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race

@@ -81,7 +81,7 @@ def create_app(settings: Settings) -> App:
         TableManager=TableManager,
         datadir=str(settings.data_dir / "worker"),
         topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
+        topic_replication_factor=settings.replicas,
         processing_guarantee=settings.processing_guarantee,
         producer_acks=-1,
         producer_linger=settings.producer_linger_ms / 1000,

@@ -25,7 +25,7 @@ def declare_topics(app: AppT, settings: Settings) -> Topics:
 
     def declare(name: str) -> TopicT:
         return app.topic(name, key_serializer="raw", value_serializer="raw", partitions=settings.partitions,
-                         replicas=settings.replication_factor, internal=True)
+                         replicas=settings.replicas, internal=True)
 
     public = {name: declare(settings.topic(name)) for name in PUBLIC_TOPICS}
     internal = {name: declare(settings.internal_topic(name)) for name in INTERNAL_TOPICS}

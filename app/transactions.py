@@ -271,14 +271,14 @@ class Producer(faust_aiokafka.Producer):
         return self._transactional_id
 
     def _settings_extra(self) -> Mapping[str, Any]:
-        """Faust's idempotent, acks=all settings under exactly_once, a short retry backoff and transaction timeout.
+        """Idempotent acks=all writes under either guarantee; under exactly_once a short retry backoff and timeout.
 
         A Kafka 4 broker verifies that a transactional write's partition is in the open transaction; right
         after a commit the coordinator may still be writing markers, and the write fails with a retriable
         NOT_ENOUGH_REPLICAS (aiokafka#1172, KAFKA-14904). aiokafka then waits 100 ms before it retries: with
         a commit every 100 ms that held up most transactions' first writes.
         """
-        extra = dict(super()._settings_extra())
+        extra = {"acks": "all", "enable_idempotence": True}  # under at_least_once too: a retried write is not doubled
         if self.app.in_transaction:
             extra["retry_backoff_ms"] = TRANSACTIONAL_RETRY_BACKOFF_MS
             extra["transaction_timeout_ms"] = max(TRANSACTION_TIMEOUT_MS, int(self.app.conf.broker_commit_interval

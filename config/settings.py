@@ -14,6 +14,9 @@ LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
 #: the default commit interval under each guarantee (``Settings.commit_interval``)
 EXACTLY_ONCE_COMMIT_INTERVAL_S = 0.25
 AT_LEAST_ONCE_COMMIT_INTERVAL_S = 1.0
+#: ``make run``'s limits: each broker is a JVM and each worker a process on this one machine
+MAX_LOCAL_BROKERS = 5
+MAX_LOCAL_WORKERS = 8
 
 
 class SettingsError(ValueError):
@@ -28,7 +31,8 @@ class Settings:
     app_id: str = "streamsaga"
     topic_prefix: str = ""
     partitions: int = 8
-    replication_factor: int = 1
+    #: None: as many replicas as local brokers, up to 3 (see ``replicas``)
+    replication_factor: int | None = None
     data_dir: Path = Path(".run")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
@@ -52,6 +56,9 @@ class Settings:
     demo_orders: bool = True
     demo_order_interval_s: float = 1.0
     log_level: str = "info"
+    #: ``make run`` only: how many local KRaft brokers and supervised workers it starts
+    local_brokers: int = 1
+    local_workers: int = 1
 
     def __post_init__(self) -> None:
         if self.payment_mode not in PAYMENT_MODES:
@@ -62,8 +69,12 @@ class Settings:
             )
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(f"log_level must be one of {LOG_LEVELS}, not {self.log_level!r}")
-        if self.partitions < 1 or self.replication_factor < 1:
+        if self.partitions < 1 or (self.replication_factor is not None and self.replication_factor < 1):
             raise SettingsError("partitions and replication_factor must be at least 1")
+        if not 1 <= self.local_brokers <= MAX_LOCAL_BROKERS:
+            raise SettingsError(f"local_brokers must be from 1 to {MAX_LOCAL_BROKERS}, not {self.local_brokers}")
+        if not 1 <= self.local_workers <= MAX_LOCAL_WORKERS:
+            raise SettingsError(f"local_workers must be from 1 to {MAX_LOCAL_WORKERS}, not {self.local_workers}")
         if not 6 <= self.session_timeout_s <= 1800:
             raise SettingsError("session_timeout_s must be from 6 to 1800 (the broker's group limits)")
         if self.commit_interval_s is not None and self.commit_interval_s <= 0:
@@ -94,6 +105,16 @@ class Settings:
         if self.processing_guarantee == "exactly_once":
             return EXACTLY_ONCE_COMMIT_INTERVAL_S
         return AT_LEAST_ONCE_COMMIT_INTERVAL_S
+
+    @property
+    def replicas(self) -> int:
+        """Replicas of every topic we create: the setting, else one per local broker up to 3."""
+        return self.replication_factor if self.replication_factor is not None else min(self.local_brokers, 3)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """``min.insync.replicas`` of our topics: 2 of 3, so a write survives one broker down; 1 below 3."""
+        return max(1, min(2, self.replicas - 1))
 
     @property
     def bootstrap_servers(self) -> str:
@@ -152,7 +173,7 @@ def _convert(name: str, type_name: str, raw: str) -> object:
             if raw.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError(raw)
-        if type_name == "int":
+        if type_name in ("int", "int | None"):
             return int(raw)
         if type_name in ("float", "float | None"):
             value = float(raw)

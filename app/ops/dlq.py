@@ -20,6 +20,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from app.admin import topic_configs
 from app.ops import kafka, progress
 from app.ops.args import UsageError
 from app.ops.kafka import Stored
@@ -197,8 +198,8 @@ async def _ensure_redrives_topic(settings: Settings) -> None:
         if redrives_topic(settings) in await admin.list_topics():
             return
         with contextlib.suppress(TopicAlreadyExistsError):  # another redrive made it meanwhile
-            await admin.create_topics([NewTopic(redrives_topic(settings), 1, settings.replication_factor,
-                                                topic_configs={"cleanup.policy": "compact"})])
+            await admin.create_topics([NewTopic(redrives_topic(settings), 1, settings.replicas,
+                                                topic_configs=topic_configs(settings, compacted=True))])
 
 
 def _place(record: Stored) -> str:

@@ -14,17 +14,17 @@ DEFAULTS = {
     "app_id": "streamsaga",
     "topic_prefix": "",
     "partitions": 8,
-    "replication_factor": 1,
+    "replication_factor": None,
     "data_dir": Path(".run"),
     "web_host": "127.0.0.1",
     "web_port": 6066,
     "web_bind": "",
     "payment_mode": "internal",
     "processing_guarantee": "exactly_once",
-        "session_timeout_s": 15.0,
-        "producer_linger_ms": 5.0,
-        "commit_interval_s": None,
-        "bulk_restore_min_records": 20_000,
+    "session_timeout_s": 15.0,
+    "producer_linger_ms": 5.0,
+    "commit_interval_s": None,
+    "bulk_restore_min_records": 20_000,
     "saga_timeout_s": 300.0,
     "timeout_check_interval_s": 30.0,
     "retry_attempts": 3,
@@ -37,6 +37,8 @@ DEFAULTS = {
     "demo_orders": True,
     "demo_order_interval_s": 1.0,
     "log_level": "info",
+    "local_brokers": 1,
+    "local_workers": 1,
 }
 
 
@@ -93,8 +95,11 @@ def test_every_kind_of_value_is_parsed() -> None:
             demo_orders="false",
             demo_order_interval_s="0.5",
             log_level="debug",
+            local_brokers="3",
+            local_workers="2",
         )
     )
+    assert (settings.local_brokers, settings.local_workers) == (3, 2)
     assert settings.partitions == 4 and type(settings.partitions) is int
     assert settings.replication_factor == 3
     assert settings.data_dir == Path("/tmp/streamsaga-data") and isinstance(settings.data_dir, Path)
@@ -125,6 +130,19 @@ def test_a_setting_left_to_its_default_is_left_out_of_a_child_s_environment() ->
     assert Settings.from_env(Settings(commit_interval_s=0.5).to_env()).commit_interval_s == 0.5
 
 
+@pytest.mark.parametrize(("brokers", "replicas", "min_insync"), [(1, 1, 1), (2, 2, 1), (3, 3, 2), (5, 3, 2)])
+def test_topics_get_a_replica_per_local_broker_up_to_three(brokers: int, replicas: int, min_insync: int) -> None:
+    settings = Settings(local_brokers=brokers)
+    assert (settings.replicas, settings.min_insync_replicas) == (replicas, min_insync)
+
+
+def test_a_replication_factor_set_wins_over_the_local_brokers() -> None:
+    assert Settings(local_brokers=3, replication_factor=1).replicas == 1
+    assert Settings(replication_factor=3).replicas == 3
+    assert Settings.from_env(env(replication_factor="2")).min_insync_replicas == 1
+    assert "STREAMSAGA_REPLICATION_FACTOR" not in Settings().to_env()
+
+
 @pytest.mark.parametrize("raw", ["1", "true", "TRUE", "True", "yes", "Yes", "on", "ON"])
 def test_true_bools(raw: str) -> None:
     assert Settings.from_env(env(demo_orders=raw)).demo_orders is True
@@ -146,6 +164,7 @@ def test_false_bools(raw: str) -> None:
         ("retry_attempts", "1e3"),
         ("saga_timeout_s", "soon"),
         ("retry_initial_s", "1,5"),
+        ("replication_factor", "three"),
     ],
 )
 def test_unparsable_values_raise_naming_the_variable(name: str, raw: str) -> None:
@@ -165,6 +184,10 @@ def test_unparsable_values_raise_naming_the_variable(name: str, raw: str) -> Non
         ("partitions", "0"),
         ("partitions", "-1"),
         ("replication_factor", "0"),
+        ("local_brokers", "0"),
+        ("local_brokers", "6"),
+        ("local_workers", "0"),
+        ("local_workers", "9"),
         ("saga_timeout_s", "0"),
         ("saga_timeout_s", "-5"),
         ("timeout_check_interval_s", "0"),
