@@ -103,6 +103,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports_in_a_row(count: int, low: int = 20_000, high: int = 60_000) -> int:
+    """The first of ``count`` consecutive unused loopback ports, for a test's cluster on consecutive ports."""
+    for _ in range(200):
+        first = int.from_bytes(os.urandom(2), "big") % (high - low) + low
+        if all(port_free("127.0.0.1", first + n) for n in range(count)):
+            return first
+    raise KafkaLaunchError(f"found no {count} free ports in a row from {low} to {high}")
+
+
 def cluster_id() -> str:
     """Return a fresh KRaft cluster id: unpadded base64url of a uuid4, never starting with ``-``.
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.kafka_local import BrokerConfig, LocalKafka, free_port
+from devtools.kafka_local import BrokerConfig, LocalCluster, LocalKafka, cluster_configs, free_port, free_ports_in_a_row
 
 #: How much of each worker log a failed test shows.
 LOG_TAIL_LINES = 150
@@ -23,6 +23,18 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """Three KRaft brokers, each a controller of one quorum, on free loopback ports; shared by the session."""
+    configs = cluster_configs(3, first_port=free_ports_in_a_row(3), controller_ports=[free_port() for _ in range(3)],
+                              data_dir=tmp_path_factory.mktemp("cluster"), heap="384m")
+    nodes = LocalCluster(configs).start(timeout=180)
+    try:
+        yield nodes
+    finally:
+        nodes.stop()
 
 
 @pytest.hookimpl(hookwrapper=True)

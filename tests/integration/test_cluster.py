@@ -1,0 +1,112 @@
+"""Three brokers and several workers: broker faults under load, on topics with 3 replicas.
+
+Each test runs the fault tests' order mix and checks the same guarantees (``support.faults``): one
+outcome per order, the right one; exact stock and wallets; each confirmed order charged once; under
+exactly_once, every event of the application once for a read_committed reader.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.topic_names import all_topic_names
+from config.settings import Settings
+from devtools.kafka_local import LocalCluster
+from support.faults import FAST_FAILOVER, LOAD, check_balances, check_outcomes, isolation_of, settle, two_workers
+from support.scenario import build_orders, copies, count_ended
+from support.topics import wait_until, write_events
+from support.worker import Worker, new_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+
+#: the broker the tests stop: the second, so the first address clients are given stays up
+STOPPED = 1
+
+
+def _cluster_settings(cluster: LocalCluster, tmp_path: Path, name: str) -> Settings:
+    """An app on the cluster: every broker named, 3 replicas, broker gauges read every second."""
+    return new_settings(cluster.bootstrap, tmp_path, name, broker=";".join(f"kafka://{node.bootstrap}"
+                                                                           for node in cluster.nodes),
+                        replication_factor=3, metrics_interval_s=1.0, **FAST_FAILOVER)
+
+
+def _under_replicated(worker: Worker) -> float | None:
+    """The worker's ``streamsaga_under_replicated_partitions``, or None while it does not answer."""
+    status, text = worker.get("/metrics", timeout=5)
+    if status != 200:
+        return None
+    return next((sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+                 if sample.name == "streamsaga_under_replicated_partitions"), None)
+
+
+def _replicas(cluster: LocalCluster, settings: Settings) -> Counter[tuple[int, int]]:
+    """(replicas, in-sync replicas) of every partition of the app's topics, as the brokers list them."""
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def run() -> Counter[tuple[int, int]]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(all_topic_names(settings))
+        finally:
+            await admin.close()
+        return Counter((len(p["replicas"]), len(p["isr"])) for topic in described for p in topic["partitions"])
+
+    return asyncio.run(run())
+
+
+def test_a_broker_killed_under_load_loses_nothing_and_doubles_nothing(cluster: LocalCluster, tmp_path: Path) -> None:
+    settings = _cluster_settings(cluster, tmp_path, "broker-kill")
+    order_topic = settings.topic("order-events")
+    with two_workers(tmp_path, settings) as (first, second):
+        assert set(_replicas(cluster, settings)) == {(3, 3)}, "every partition on 3 brokers, all in sync"
+        orders, expected = build_orders(random.Random(1414), LOAD)
+        write_events(settings, orders)
+        third = len(orders) // 3
+        wait_until(lambda: count_ended(cluster.bootstrap, order_topic) >= third, 120, "a third of the orders to end",
+                   every=0.2)
+
+        cluster.kill(STOPPED)
+        killed_at = time.monotonic()
+        at_kill = count_ended(cluster.bootstrap, order_topic)
+        assert at_kill < len(orders), "the kill came after the whole load; nothing was in flight"
+        # how the orders in flight fared: the longest time without a new outcome, until all had one
+        ended, stalled, last_move = at_kill, 0.0, killed_at
+        while ended < len(orders) and time.monotonic() - killed_at < 180:
+            time.sleep(0.5)
+            now_ended = count_ended(cluster.bootstrap, order_topic)
+            if now_ended > ended:
+                stalled = max(stalled, time.monotonic() - last_move)
+                ended, last_move = now_ended, time.monotonic()
+        all_ended_s = time.monotonic() - killed_at
+        settle(cluster.bootstrap, settings, orders, "every order to end with a broker down", second)
+        outcome, outcome_copies = check_outcomes(cluster.bootstrap, settings, orders, expected, LOAD)
+        check_balances(cluster.bootstrap, settings, second, orders, outcome)
+        repeated = copies(cluster.bootstrap, settings, isolation_of(settings))
+        assert repeated == Counter(), "a read_committed reader sees every event of the application once"
+        down = _replicas(cluster, settings)
+        assert set(down) == {(3, 2)}, down  # every partition still has 2 in sync: min.insync.replicas holds
+        # the gauge counts the whole cluster's partitions: ours, the group's offsets, the transaction log
+        wait_until(lambda: (_under_replicated(first) or 0) >= down.total(), 60,
+                   f"the workers to report at least our {down.total()} partitions under-replicated")
+        flagged = _under_replicated(first)
+
+        cluster.restart(STOPPED)
+        restarted_at = time.monotonic()
+        wait_until(lambda: _under_replicated(first) == 0 and _under_replicated(second) == 0, 120,
+                   "the returned broker to catch up")
+        caught_up_s = time.monotonic() - restarted_at
+        assert set(_replicas(cluster, settings)) == {(3, 3)}
+        print(f"\n[broker kill] {len(orders)} orders on 2 workers and 3 brokers, broker {STOPPED + 1} killed at "
+              f"{at_kill} ended: all ended {all_ended_s:.1f} s after the kill, longest pause without an outcome "
+              f"{stalled:.1f} s; {flagged:.0f} partitions under-replicated ({down.total()} of them ours); 0 lost, "
+              f"{outcome_copies} outcome copies, 0 copies read_committed; back in sync {caught_up_s:.1f} s after "
+              "the restart")
