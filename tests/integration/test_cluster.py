@@ -7,20 +7,35 @@ exactly_once, every event of the application once for a read_committed reader.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from aiokafka.partitioner import murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.topic_names import all_topic_names
 from config.settings import Settings
 from devtools.kafka_local import LocalCluster
-from support.faults import FAST_FAILOVER, LOAD, check_balances, check_outcomes, isolation_of, settle, two_workers
-from support.scenario import build_orders, copies, count_ended
-from support.topics import wait_until, write_events
+from support.faults import (
+    FAST_FAILOVER,
+    LOAD,
+    check_balances,
+    check_outcomes,
+    isolation_of,
+    key_paths,
+    served_view,
+    settle,
+    several_workers,
+    two_workers,
+    wait_ready,
+)
+from support.scenario import build_orders, copies, count_ended, terminal
+from support.stats import check_stats, counted
+from support.topics import read_topic, wait_until, write_events
 from support.worker import Worker, new_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -110,3 +125,63 @@ def test_a_broker_killed_under_load_loses_nothing_and_doubles_nothing(cluster: L
               f"{stalled:.1f} s; {flagged:.0f} partitions under-replicated ({down.total()} of them ours); 0 lost, "
               f"{outcome_copies} outcome copies, 0 copies read_committed; back in sync {caught_up_s:.1f} s after "
               "the restart")
+
+
+def _owned_order_partitions(worker: Worker, settings: Settings) -> set[int]:
+    """The order-events partitions a worker owns, as its lag gauges list them."""
+    status, text = worker.get("/metrics", timeout=5)
+    assert status == 200, text
+    return {int(sample.labels["partition"]) for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == "streamsaga_consumer_lag_messages"
+            and sample.labels["topic"] == settings.topic("order-events")}
+
+
+def _partition(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as the test's producer uses) gives a key."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def test_a_worker_killed_under_load_is_taken_over_and_every_worker_answers_for_every_key(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """Three workers at the default session timeout; one is killed with sagas of its own in flight."""
+    settings = dataclasses.replace(_cluster_settings(cluster, tmp_path, "worker-kill"),
+                                   session_timeout_s=Settings().session_timeout_s)
+    order_topic = settings.topic("order-events")
+    with several_workers(tmp_path, settings, 3) as workers:
+        first, *survivors = workers
+        owned = wait_until(lambda: _owned_order_partitions(first, settings), 30, "the first worker's partitions")
+        orders, expected = build_orders(random.Random(1515), LOAD)
+        its_orders = {o.order_id for o in orders if _partition(o.order_id, settings.partitions) in owned}
+        write_events(settings, orders)
+        wait_until(lambda: count_ended(cluster.bootstrap, order_topic) >= len(orders) // 3, 120,
+                   "a third of the orders to end", every=0.2)
+
+        first.kill()
+        killed_at = time.monotonic()
+        in_flight = its_orders - set(terminal(read_topic(cluster.bootstrap, order_topic)))
+        assert in_flight, "the killed worker had no saga in flight"
+
+        def one_of_its_sagas_ended() -> bool:
+            return bool(in_flight & set(terminal(read_topic(cluster.bootstrap, order_topic))))
+
+        wait_until(one_of_its_sagas_ended, 120, "a saga of the killed worker to move again", every=0.2)
+        takeover_s = time.monotonic() - killed_at
+        settle(cluster.bootstrap, settings, orders, "the survivors to end every order", survivors[0])
+        outcome, outcome_copies = check_outcomes(cluster.bootstrap, settings, orders, expected, LOAD)
+        check_balances(cluster.bootstrap, settings, survivors[0], orders, outcome)
+        assert copies(cluster.bootstrap, settings, isolation_of(settings)) == Counter()
+
+        # every key's view from every worker, the killed one back with its stale state among them
+        first.start()
+        wait_ready(*workers)
+        truth = {path: served_view(survivors[0], path) for path in key_paths()}
+        assert all(status == 200 for status, _ in truth.values()), truth
+        for worker in workers:
+            assert {path: served_view(worker, path) for path in key_paths()} == truth, worker.url
+        assert all(counted(check_stats(w, orders, outcome)) == counted(check_stats(first, orders, outcome))
+                   for w in survivors), "/stats differ between workers"
+        print(f"\n[worker kill] {len(orders)} orders on 3 workers and 3 brokers, session timeout "
+              f"{settings.session_timeout_s:.0f} s: one killed with {len(in_flight)} of its sagas in flight, the "
+              f"first of them moved again {takeover_s:.1f} s after the kill; 0 lost, {outcome_copies} outcome copies,"
+              f" 0 copies read_committed; {len(truth)} views alike on all 3 workers")

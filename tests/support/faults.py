@@ -15,6 +15,7 @@ from typing import Any
 
 from app.topic_names import all_topic_names, changelog_names
 from config.settings import Settings
+from devtools.devstack import stop_processes
 from devtools.kafka_local import free_port
 from models.events import OrderPlaced
 from support.scenario import (
@@ -191,20 +192,31 @@ def view_or_error(worker: Worker, path: str) -> Any:
 @contextmanager
 def two_workers(tmp_path: Path, settings: Settings) -> Iterator[tuple[Worker, Worker]]:
     """Two workers of one app (each its own data directory and web port), seeded, both ready; stopped after."""
-    other = dataclasses.replace(settings, data_dir=Path(f"{settings.data_dir}-b"), web_port=free_port())
+    with several_workers(tmp_path, settings, 2) as (first, second):
+        yield first, second
+
+
+@contextmanager
+def several_workers(tmp_path: Path, settings: Settings, count: int) -> Iterator[list[Worker]]:
+    """``count`` workers of one app (each its own data directory and web port), seeded, all ready; stopped after.
+
+    The first starts alone and applies the seed; the others join it one by one.
+    """
+    others = [dataclasses.replace(settings, data_dir=Path(f"{settings.data_dir}-{chr(ord('a') + n)}"),
+                                  web_port=free_port()) for n in range(1, count)]
     setup_topics(settings)
     write_events(settings, seed())
-    first = Worker(settings, tmp_path / "first.log")
-    second = Worker(other, tmp_path / "second.log")
+    names = ["first", "second", "third", "fourth"]
+    workers = [Worker(member, tmp_path / f"{names[n]}.log") for n, member in enumerate([settings, *others])]
     try:
-        first.start()
-        wait_for_seed(first)
-        second.start()
-        wait_ready(first, second)
-        yield first, second
-    finally:
-        first.stop()
-        second.stop()
+        workers[0].start()
+        wait_for_seed(workers[0])
+        for worker in workers[1:]:
+            worker.start()
+        wait_ready(*workers)
+        yield workers
+    finally:  # all at once: stopped one by one, each would wait for the others to take its partitions
+        stop_processes([worker.process for worker in workers if worker.process is not None])
 
 
 def wait_ready(*workers: Worker) -> None:
