@@ -86,6 +86,7 @@ def create_app(settings: Settings) -> App:
         producer_acks=-1,
         producer_linger=settings.producer_linger_ms / 1000,
         broker_commit_interval=settings.commit_interval,
+        table_standby_replicas=settings.standby_replicas,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         web_host=settings.web_host,

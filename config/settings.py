@@ -44,6 +44,7 @@ class Settings:
     #: None: ``EXACTLY_ONCE_COMMIT_INTERVAL_S`` or ``AT_LEAST_ONCE_COMMIT_INTERVAL_S`` (see ``commit_interval``)
     commit_interval_s: float | None = None
     bulk_restore_min_records: int = 20_000
+    standby_replicas: int = 1
     saga_timeout_s: float = 300.0
     timeout_check_interval_s: float = 30.0
     retry_attempts: int = 3
@@ -81,6 +82,8 @@ class Settings:
             raise SettingsError("commit_interval_s must be positive")
         if self.saga_timeout_s <= 0 or self.timeout_check_interval_s <= 0:
             raise SettingsError("saga_timeout_s and timeout_check_interval_s must be positive")
+        if self.standby_replicas < 0:
+            raise SettingsError("standby_replicas must not be negative (0: no standby copies of the tables)")
         if self.bulk_restore_min_records < 0:
             raise SettingsError("bulk_restore_min_records must not be negative (0 turns bulk restore off)")
         if self.retry_attempts < 1:
