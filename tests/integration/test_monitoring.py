@@ -44,6 +44,17 @@ def test_the_alerting_rules_are_valid_and_fire_on_what_they_watch() -> None:
     assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
 
 
+def test_the_compose_prometheus_config_is_valid_with_its_rules(tmp_path: Path) -> None:
+    """``config/prometheus/prometheus.yml`` as docker-compose.yml mounts it, the rules beside it."""
+    shutil.copy(RULES / "alerts.yml", tmp_path / "alerts.yml")
+    config = (RULES / "prometheus.yml").read_text()
+    assert "/etc/prometheus/alerts.yml" in config
+    (tmp_path / "prometheus.yml").write_text(config.replace("/etc/prometheus/alerts.yml", "alerts.yml"))
+    checked = subprocess.run([promtool(), "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True,
+                             text=True)
+    assert checked.returncode == 0 and "SUCCESS: 5 rules found" in checked.stdout, checked.stdout + checked.stderr
+
+
 def scrape(worker: Worker) -> Samples:
     """Every sample of ``/metrics``, parsed with prometheus_client's own parser."""
     with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
