@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -63,6 +63,17 @@ class KafkaLaunchError(RuntimeError):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SecureListener:
+    """A SASL_SSL listener: TLS with a key and certificate chain in one PEM file, PLAIN and SCRAM-SHA-512 users."""
+
+    port: int
+    #: the broker's private key (PKCS#8, unencrypted) followed by its certificate chain
+    pem: Path
+    #: user name -> password, for both mechanisms
+    users: Mapping[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
 class BrokerConfig:
     """Everything that distinguishes one local broker from another."""
 
@@ -79,6 +90,8 @@ class BrokerConfig:
     voters: str = ""
     #: replicas of every topic (the cluster's size, up to 3); ``min.insync.replicas`` follows from it
     replication: int = 1
+    #: a second listener, SASL over TLS, as a managed Kafka has (``SecureListener``); None: plaintext only
+    secure: SecureListener | None = None
 
     @property
     def min_insync(self) -> int:
@@ -150,7 +163,35 @@ def server_properties(cfg: BrokerConfig) -> str:
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "false",
     }
+    if cfg.secure is not None:
+        props.update(_secure_properties(cfg, cfg.secure, controller))
     return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+def _secure_properties(cfg: BrokerConfig, secure: SecureListener, controller: str) -> dict[str, str]:
+    """A SASL_SSL listener beside the plaintext one; PLAIN users in its JAAS line, SCRAM ones made at format."""
+    address = f"SASL_SSL://{cfg.host}:{secure.port}"
+    plain_users = " ".join(f'user_{name}="{password}"' for name, password in secure.users.items())
+    return {
+        "listeners": f"PLAINTEXT://{cfg.bootstrap},{address},CONTROLLER://{controller}",
+        "advertised.listeners": f"PLAINTEXT://{cfg.bootstrap},{address}",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
+        "listener.name.sasl_ssl.plain.sasl.jaas.config":
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+        "listener.name.sasl_ssl.ssl.keystore.location": str(secure.pem.resolve()),
+    }
+
+
+def scram_arguments(cfg: BrokerConfig) -> list[str]:
+    """The storage tool's ``--add-scram`` arguments that create the SCRAM-SHA-512 users as the log is formatted."""
+    if cfg.secure is None:
+        return []
+    return [argument for name, password in cfg.secure.users.items()
+            for argument in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")]
 
 
 def log4j2_properties(cfg: BrokerConfig) -> str:
@@ -478,7 +519,8 @@ class LocalKafka:
         if (self._data / "logs" / "meta.properties").exists():
             return
         props = str(self._data / "server.properties")
-        tool = ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster}", "-c", props]
+        tool = ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster}", "-c", props,
+                *scram_arguments(self.config)]
         cmd = self._java(java, libs, []) + tool
         _run(cmd, "Kafka storage format", cwd=self._data, timeout=_FORMAT_TIMEOUT)
 
