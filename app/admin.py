@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from app.kafka_clients import client_options
 from app.topic_names import all_topic_names, changelog_names
 from config.settings import Settings
 
 
-async def until_led(admin: AIOKafkaAdminClient, bootstrap: str, names: list[str], timeout: float = 30.0) -> None:
+async def until_led(admin: AIOKafkaAdminClient, options: Mapping[str, Any], names: list[str],
+                    timeout: float = 30.0) -> None:
     """Wait until every partition of new topics has a leader that answers, so the first writes do not bounce.
 
     The metadata names a leader before that broker has taken the partition up: a write then gets
@@ -27,7 +31,7 @@ async def until_led(admin: AIOKafkaAdminClient, bootstrap: str, names: list[str]
             break
         await asyncio.sleep(0.2)
     partitions = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    consumer = AIOKafkaConsumer(**options, request_timeout_ms=int(timeout * 1000))
     await consumer.start()
     try:
         await consumer.end_offsets(partitions)
@@ -53,7 +57,8 @@ async def ensure_topics(settings: Settings) -> list[str]:
     Table changelogs are created here too (compacted, as Faust makes them): a worker that
     creates them itself can meet a message before its consumer has their metadata.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    options = client_options(settings)
+    admin = AIOKafkaAdminClient(**options)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -67,7 +72,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
             ]
             with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 await admin.create_topics(topics)
-            await until_led(admin, settings.bootstrap_servers, missing)
+            await until_led(admin, options, missing)
         return missing
     finally:
         await admin.close()

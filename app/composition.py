@@ -46,6 +46,6 @@ def build(settings: Settings) -> App:
     stock.register(app, topics, executor, exactly_once)
     wallet.register(app, topics, executor, exactly_once)
     customers.register(app, topics, executor)
-    web.register(app, tables, topics, readiness.register(app), settings.partitions)
+    web.register(app, tables, topics, readiness.register(app), settings.partitions, settings.web_token)
     log_level.register(app)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from faust.web.drivers import aiohttp as faust_aiohttp
 
 from agents.faust_io import consumed_from
 from agents.local_delivery import LocalDelivery
+from app.kafka_clients import faust_credentials
 from app.transactions import CommitGate, Transport
 from config.settings import Settings
 from tables.held_changelog import Table
@@ -71,11 +73,33 @@ async def json_not_found(
                                          status=405, headers={"Allow": ",".join(sorted(exc.allowed_methods))})
 
 
+#: what a monitor or an orchestrator must reach without the web token
+OPEN_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+Handler = Callable[[aiohttp_web.Request], Awaitable[aiohttp_web.StreamResponse]]
+
+
+def bearer_token(token: str) -> Callable[[aiohttp_web.Request, Handler], Awaitable[aiohttp_web.StreamResponse]]:
+    """Every path but ``OPEN_PATHS`` answers 401 unless the request carries ``Authorization: Bearer <token>``."""
+    expected = f"Bearer {token}".encode()
+
+    @aiohttp_web.middleware
+    async def check(request: aiohttp_web.Request, handler: Handler) -> aiohttp_web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode()
+        if request.path in OPEN_PATHS or hmac.compare_digest(given, expected):
+            return await handler(request)
+        reason = "a bearer token is needed" if not given else "the bearer token is not the right one"
+        return aiohttp_web.json_response({"error": f"{reason}: Authorization: Bearer <STREAMSAGA_WEB_TOKEN>"},
+                                         status=401, headers={"WWW-Authenticate": 'Bearer realm="streamsaga"'})
+
+    return check
+
+
 def create_app(settings: Settings) -> App:
     """The app object, configured from the settings; the composition root adds the rest."""
     return App(
         settings,
         broker=settings.broker,
+        broker_credentials=faust_credentials(settings),
         store="rocksdb://",
         Table=Table,
         TableManager=TableManager,
@@ -93,6 +117,7 @@ def create_app(settings: Settings) -> App:
         web_bind=settings.web_bind or settings.web_host,
         web_port=settings.web_port,
         web_enabled=True,
-        web_application_options={"middlewares": [json_not_found]},
+        web_application_options={"middlewares": [*([bearer_token(settings.web_token)] if settings.web_token else []),
+                                                  json_not_found]},
         consumer_auto_offset_reset="earliest",
     )

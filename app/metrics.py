@@ -22,6 +22,7 @@ from faust.types import AppT
 from mode.types.signals import BaseSignalT
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from app.kafka_clients import client_options
 from app.topic_names import input_topic_names
 from config.settings import Settings
 from models.commands import RefundWallet, ReleaseStock
@@ -133,10 +134,10 @@ class BrokerGauges:
         if self._consumer is None or self._admin is None:
             isolation = "read_committed" if self.settings.processing_guarantee == "exactly_once" else \
                 "read_uncommitted"
-            self._consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers,
+            self._consumer = AIOKafkaConsumer(**client_options(self.settings),
                                               isolation_level=isolation)
             await self._consumer.start()
-            self._admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+            self._admin = AIOKafkaAdminClient(**client_options(self.settings))
             await self._admin.start()
         admin, consumer = self._admin, self._consumer
         described = await admin.describe_topics(await admin.list_topics())

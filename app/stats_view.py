@@ -29,8 +29,10 @@ class StatsUnavailable(Exception):
 class Stats:
     """Gathers the stats table's buckets of this worker and of the others."""
 
-    def __init__(self, app: AppT, table: TableT, partitions: int) -> None:
+    def __init__(self, app: AppT, table: TableT, partitions: int, web_token: str = "") -> None:
         self.app, self.table, self.partitions = app, table, partitions
+        #: the other workers' views want it too (``STREAMSAGA_WEB_TOKEN``)
+        self.headers = {"Authorization": f"Bearer {web_token}"} if web_token else {}
 
     def local(self) -> dict[str, Any]:
         """This worker's active partitions and the sum of their buckets by minute, as ``?scope=local`` answers."""
@@ -66,7 +68,8 @@ class Stats:
     async def _ask(self, host: str, window: str) -> dict[str, Any]:
         url = URL(host).with_path("/stats").with_query(window=window, scope="local")
         try:
-            async with self.app.http_client.get(url, timeout=aiohttp.ClientTimeout(total=ASK_TIMEOUT_S)) as response:
+            async with self.app.http_client.get(url, headers=self.headers,
+                                                timeout=aiohttp.ClientTimeout(total=ASK_TIMEOUT_S)) as response:
                 if response.status != 200:
                     raise StatsUnavailable(f"worker {host} answered {response.status}; retry shortly")
                 answer: dict[str, Any] = orjson.loads(await response.read())

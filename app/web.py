@@ -75,7 +75,8 @@ async def _wait_for(
 
 
 def register(
-    app: AppT, tables: dict[str, TableT], topics: Topics, is_ready: Callable[[], bool], partitions: int
+    app: AppT, tables: dict[str, TableT], topics: Topics, is_ready: Callable[[], bool], partitions: int,
+    web_token: str = "",
 ) -> None:
     """Add the contract's views to the app; Faust's own pages are off (``app.faust_app.Web``)."""
 
@@ -118,7 +119,7 @@ def register(
     class Health(Ready):
         """The same as ``/readyz``."""
 
-    stats = Stats(app, tables[STATS], partitions)
+    stats = Stats(app, tables[STATS], partitions, web_token)
     dashboard = DASHBOARD.read_bytes()
 
     @app.page("/dashboard")

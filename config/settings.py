@@ -11,6 +11,8 @@ from pathlib import Path
 PAYMENT_MODES = ("internal", "external")
 GUARANTEES = ("at_least_once", "exactly_once")
 LOG_LEVELS = ("crit", "error", "warn", "info", "debug")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 #: the default commit interval under each guarantee (``Settings.commit_interval``)
 EXACTLY_ONCE_COMMIT_INTERVAL_S = 0.25
 AT_LEAST_ONCE_COMMIT_INTERVAL_S = 1.0
@@ -28,6 +30,12 @@ class Settings:
     """Every knob of the application; the README lists them with their defaults."""
 
     broker: str = "kafka://127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = ""
+    #: empty: the system's trusted CAs
+    ssl_cafile: str = ""
     app_id: str = "streamsaga"
     topic_prefix: str = ""
     partitions: int = 8
@@ -37,6 +45,8 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_bind: str = ""
+    #: empty: the views answer anyone; set: every path but /livez, /readyz and /metrics needs it as a bearer token
+    web_token: str = ""
     payment_mode: str = "internal"
     processing_guarantee: str = "exactly_once"
     session_timeout_s: float = 15.0
@@ -68,6 +78,13 @@ class Settings:
             raise SettingsError(
                 f"processing_guarantee must be one of {GUARANTEES}, not {self.processing_guarantee!r}"
             )
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise SettingsError(
+                f"security_protocol must be one of {SECURITY_PROTOCOLS}, not {self.security_protocol!r}")
+        if self.sasl_mechanism not in SASL_MECHANISMS:
+            raise SettingsError(f"sasl_mechanism must be one of {SASL_MECHANISMS}, not {self.sasl_mechanism!r}")
+        if self.security_protocol.startswith("SASL_") and not (self.sasl_username and self.sasl_password):
+            raise SettingsError(f"security_protocol {self.security_protocol} needs sasl_username and sasl_password")
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(f"log_level must be one of {LOG_LEVELS}, not {self.log_level!r}")
         if self.partitions < 1 or (self.replication_factor is not None and self.replication_factor < 1):

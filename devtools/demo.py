@@ -12,6 +12,7 @@ from decimal import Decimal
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from app.kafka_clients import client_options
 from config.settings import Settings
 from models.events import Event, FundsAdded, OrderLine, OrderPlaced, StockAdded, UserRegistered, format_time, utc_now
 from models.topics import topic_of
@@ -55,7 +56,7 @@ def random_order(rng: random.Random) -> OrderPlaced:
 
 async def produce(settings: Settings, events: Iterable[Event]) -> int:
     """Write events to their public topics, keyed by aggregate id, with the contract's headers."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+    producer = AIOKafkaProducer(**client_options(settings), acks="all",
                                 enable_idempotence=True, linger_ms=5)
     await producer.start()
     count = 0
@@ -101,7 +102,7 @@ async def _first(*events: asyncio.Event) -> None:
 
 async def watch_outcomes(settings: Settings, stop: asyncio.Event) -> None:
     """Print each order's outcome as the app writes it, so ``make run`` shows the saga at work."""
-    consumer = AIOKafkaConsumer(settings.topic("order-events"), bootstrap_servers=settings.bootstrap_servers,
+    consumer = AIOKafkaConsumer(settings.topic("order-events"), **client_options(settings),
                                 auto_offset_reset="latest", enable_auto_commit=False)
     await consumer.start()
     try:

@@ -132,7 +132,7 @@ def start_worker(
         if process.poll() is not None:
             raise RuntimeError(f"the worker exited with {process.returncode}; see {log_path}")
         try:
-            urllib.request.urlopen(f"{settings.web_url}/health", timeout=2)
+            urllib.request.urlopen(f"{settings.web_url}/readyz", timeout=2)  # open without the web token
             return process
         except (urllib.error.URLError, OSError):
             time.sleep(0.5)
@@ -172,16 +172,17 @@ def banner(settings: Settings, workers: int = 1) -> str:
     what = "the worker and the broker" if workers == 1 and settings.local_brokers == 1 else "the workers and brokers"
     others = "".join(f"\n               worker {n + 1} answers the same on port {settings.web_port + n}"
                      for n in range(1, workers))
+    curl = "curl -H \"Authorization: Bearer $STREAMSAGA_WEB_TOKEN\"" if settings.web_token else "curl"
     return f"""
   streamsaga is running.  Ctrl-C stops {what}.
 
-  Web views:   curl {web}{SEEDED_VIEWS[0]}
-               curl {web}{SEEDED_VIEWS[1]}
-               curl {web}{SEEDED_VIEWS[2]}
-               curl -XPOST {web}/orders -d '{ORDER_BODY}'
-               curl '{web}/orders/<order_id>?wait=10'{others}
-  Monitoring:  curl '{web}/stats?window=5m'
-               curl {web}/metrics
+  Web views:   {curl} {web}{SEEDED_VIEWS[0]}
+               {curl} {web}{SEEDED_VIEWS[1]}
+               {curl} {web}{SEEDED_VIEWS[2]}
+               {curl} -XPOST {web}/orders -d '{ORDER_BODY}'
+               {curl} '{web}/orders/<order_id>?wait=10'{others}
+  Monitoring:  {curl} '{web}/stats?window=5m'
+               {curl} {web}/metrics
                open {web}/dashboard in a browser
   With kcat:   kcat -b {broker} -C -t {settings.topic('order-events')} -f '%k %s\\n'
                kcat -b {broker} -C -t {settings.topic('saga-events')} -f '%k %s\\n'
@@ -194,17 +195,19 @@ async def _demo_data_shown(settings: Settings, timeout: float) -> bool:
     """Until the views the banner shows first answer: a user's first curl finds the demo data there."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        answers = [await asyncio.to_thread(_answers, f"{settings.web_url}{path}") for path in SEEDED_VIEWS]
+        answers = [await asyncio.to_thread(_answers, f"{settings.web_url}{path}", settings.web_token)
+                   for path in SEEDED_VIEWS]
         if all(answers):
             return True
         await asyncio.sleep(0.5)
     return False
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, token: str = "") -> bool:
     """Whether the view answers 200 (a 404 means the worker has not applied that data yet)."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             return bool(response.status == 200)
     except OSError:  # urllib's HTTPError and URLError are OSErrors
         return False

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faust.stores import rocksdb
 from faust.types import TP, StoreT
 
+from app.kafka_clients import client_options
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class Store(rocksdb.Store):
         ``progress`` hears how many records each write batch applied (``streamsaga tables rebuild``).
         """
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+            **client_options(self.settings),
             group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
             isolation_level="read_committed" if self.app.in_transaction else "read_uncommitted",
             max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -23,15 +24,17 @@ MAX_WINDOW = 1 << 20
 POLL_MS = 200
 
 
-async def last_committed_records(bootstrap: str, ends: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+async def last_committed_records(options: Mapping[str, Any], ends: Mapping[TopicPartition, int]
+                                 ) -> dict[TopicPartition, int]:
     """For each partition, the offset of its last committed record below ``ends[tp]`` (its last stable
-    offset), or -1 if it has none there. A partition it could not settle is left out."""
+    offset), or -1 if it has none there; ``options`` are the client's (``app.kafka_clients``). A partition it
+    could not settle is left out."""
     found: dict[TopicPartition, int] = {}
     todo = {tp: end for tp, end in ends.items() if end > 0}
     found.update({tp: -1 for tp, end in ends.items() if end <= 0})
     if not todo:
         return found
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
+    consumer = AIOKafkaConsumer(**options, isolation_level="read_committed",
                                 enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:

@@ -42,6 +42,7 @@ from faust.types.tuples import ack_lock
 
 from agents.local_delivery import LocalDelivery
 from app.group_transactions import NO_GENERATION, fetch_stable_offsets
+from app.kafka_clients import client_options
 from app.own_outputs import SkippedAcks, SkippingScheduler
 from tables.last_records import last_committed_records
 
@@ -69,9 +70,9 @@ class Recovery(FaustRecovery):
                 if tp in destination}
         for tp in tps:
             self.last_records.pop(tp, None)
-        bootstrap = self.app.settings.bootstrap_servers  # type: ignore[attr-defined]  # app.faust_app.App's
+        options = client_options(self.app.settings)  # type: ignore[attr-defined]  # app.faust_app.App's
         try:
-            found = await asyncio.wait_for(last_committed_records(bootstrap, ends), LAST_RECORDS_TIMEOUT_S)
+            found = await asyncio.wait_for(last_committed_records(options, ends), LAST_RECORDS_TIMEOUT_S)
         except (TimeoutError, KafkaError, OSError) as exc:
             self.log.warning("Could not find the changelogs' last committed records (%s: %s); recovery waits "
                              "for Faust's idle check instead", type(exc).__name__, exc)

@@ -7,10 +7,12 @@ audit) exits 1.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
 
+from app.kafka_clients import BrokersUnusable, check_brokers
 from app.ops import dlq, load, replay, schemas, tables, topics
 from app.ops.args import Parser, UsageError
 from config.settings import Settings, SettingsError
@@ -30,16 +32,26 @@ def parser() -> Parser:
     return root
 
 
+async def _checked(settings: Settings, args: argparse.Namespace) -> int:
+    """The command, once a broker has accepted a connection (``schemas`` needs none)."""
+    if args.command != "schemas":
+        await check_brokers(settings)
+    return int(await args.run(settings, args))
+
+
 def run(argv: Sequence[str]) -> int:
     """Parse ``argv`` (without the program name) and run the command; its exit status."""
     cli = parser()
     args = cli.parse_args(list(argv))
     try:
         settings = Settings.from_env()
-        return asyncio.run(args.run(settings, args))
+        return asyncio.run(_checked(settings, args))
     except (UsageError, SettingsError) as exc:
         print(f"streamsaga {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokersUnusable as exc:
+        print(f"streamsaga {args.command}: error: cannot use the Kafka brokers: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"streamsaga {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -10,6 +10,7 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from app.kafka_clients import client_options
 from app.ops.args import UsageError
 from app.topic_names import INTERNAL_TOPICS, changelog_names
 from config.settings import Settings
@@ -60,7 +61,7 @@ def resolve_topic(settings: Settings, name: str) -> str:
 @asynccontextmanager
 async def consumer(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
     """A consumer outside any group, reading committed records only."""
-    client = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
+    client = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False,
                               isolation_level="read_committed", max_poll_records=FETCH_RECORDS)
     await client.start()
     try:
@@ -72,7 +73,7 @@ async def consumer(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
 @asynccontextmanager
 async def producer(settings: Settings, transactional_id: str | None = None) -> AsyncIterator[AIOKafkaProducer]:
     """An idempotent producer waiting for every in-sync replica; transactional when given an id."""
-    client = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True,
+    client = AIOKafkaProducer(**client_options(settings), acks="all", enable_idempotence=True,
                               transactional_id=transactional_id, max_request_size=4 * 1024 * 1024)
     await client.start()
     try:
@@ -84,7 +85,7 @@ async def producer(settings: Settings, transactional_id: str | None = None) -> A
 @asynccontextmanager
 async def admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
     """An admin client."""
-    client = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    client = AIOKafkaAdminClient(**client_options(settings))
     await client.start()
     try:
         yield client

@@ -59,7 +59,7 @@ async def _scenario(bootstrap: str) -> tuple[dict[TopicPartition, int], dict[Top
         ends = await consumer.end_offsets(partitions)
     finally:
         await consumer.stop()
-    return ends, await last_committed_records(bootstrap, ends)
+    return ends, await last_committed_records({"bootstrap_servers": bootstrap}, ends)
 
 
 def test_the_last_committed_record_is_found_behind_markers_and_aborted_records(kafka: LocalKafka) -> None:

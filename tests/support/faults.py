@@ -221,7 +221,7 @@ def several_workers(tmp_path: Path, settings: Settings, count: int) -> Iterator[
 
 def wait_ready(*workers: Worker) -> None:
     """Until every worker says it can serve views (no rebalance in progress)."""
-    wait_until(lambda: all(w.get("/health")[0] == 200 for w in workers), 90, "every worker to be ready")
+    wait_until(lambda: all(w.get("/readyz")[0] == 200 for w in workers), 90, "every worker to be ready")
 
 
 def key_paths() -> list[str]:

@@ -53,10 +53,13 @@ class Worker:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
 
-    def get(self, path: str, timeout: float = 30.0) -> tuple[int, Any]:
-        """GET a web view; returns status and decoded JSON."""
+    def get(self, path: str, timeout: float = 30.0, token: str | None = None) -> tuple[int, Any]:
+        """GET a web view with the worker's web token (or ``token``, "" for none); returns status and decoded JSON."""
+        token = self.settings.web_token if token is None else token
+        request = urllib.request.Request(f"{self.url}{path}", headers={"Authorization": f"Bearer {token}"} if token
+                                         else {})
         try:
-            with urllib.request.urlopen(f"{self.url}{path}", timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, _decode(response.read())
         except urllib.error.HTTPError as error:
             return error.code, _decode(error.read())
@@ -65,6 +68,8 @@ class Worker:
         """POST raw bytes to a web view; returns status and decoded JSON."""
         request = urllib.request.Request(f"{self.url}{path}", data=body, method="POST")
         request.add_header("Content-Type", "application/json")
+        if self.settings.web_token:
+            request.add_header("Authorization", f"Bearer {self.settings.web_token}")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, _decode(response.read())

@@ -11,6 +11,11 @@ from config.settings import GUARANTEES, PAYMENT_MODES, Settings, SettingsError
 
 DEFAULTS = {
     "broker": "kafka://127.0.0.1:9092",
+    "security_protocol": "PLAINTEXT",
+    "sasl_mechanism": "PLAIN",
+    "sasl_username": "",
+    "sasl_password": "",
+    "ssl_cafile": "",
     "app_id": "streamsaga",
     "topic_prefix": "",
     "partitions": 8,
@@ -19,6 +24,7 @@ DEFAULTS = {
     "web_host": "127.0.0.1",
     "web_port": 6066,
     "web_bind": "",
+    "web_token": "",
     "payment_mode": "internal",
     "processing_guarantee": "exactly_once",
     "session_timeout_s": 15.0,
@@ -137,6 +143,14 @@ def test_topics_get_a_replica_per_local_broker_up_to_three(brokers: int, replica
     assert (settings.replicas, settings.min_insync_replicas) == (replicas, min_insync)
 
 
+def test_sasl_needs_a_user_and_a_password() -> None:
+    with pytest.raises(SettingsError, match="SASL_SSL needs sasl_username and sasl_password"):
+        Settings.from_env(env(security_protocol="SASL_SSL", sasl_username="alice"))
+    settings = Settings.from_env(env(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                                     sasl_username="alice", sasl_password="secret", ssl_cafile="/etc/ca.pem"))
+    assert (settings.sasl_mechanism, settings.ssl_cafile) == ("SCRAM-SHA-512", "/etc/ca.pem")
+
+
 def test_a_replication_factor_set_wins_over_the_local_brokers() -> None:
     assert Settings(local_brokers=3, replication_factor=1).replicas == 1
     assert Settings(replication_factor=3).replicas == 3
@@ -182,6 +196,8 @@ def test_unparsable_values_raise_naming_the_variable(name: str, raw: str) -> Non
         ("payment_mode", "paypal"),
         ("payment_mode", "INTERNAL"),
         ("processing_guarantee", "exactly-once"),
+        ("security_protocol", "TLS"),
+        ("sasl_mechanism", "GSSAPI"),
         ("partitions", "0"),
         ("partitions", "-1"),
         ("replication_factor", "0"),

@@ -49,9 +49,11 @@ class Client:
 
     answers: dict[int, Response]
     asked: list[str] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
 
-    def get(self, url: Any, timeout: Any) -> Response:
+    def get(self, url: Any, headers: dict[str, str], timeout: Any) -> Response:
         self.asked.append(str(url))
+        self.headers.append(headers)
         return self.answers[url.port]
 
 
@@ -106,6 +108,13 @@ def test_the_answer_adds_up_every_worker_s_partitions() -> None:
     total = asyncio.run(Stats(fake, fake, 2).everywhere("1m"))  # type: ignore[arg-type]
     assert {minute: bucket.placed for minute, bucket in total.items()} == {MINUTE: 7, MINUTE - 60: 8}
     assert fake.http_client.asked == ["http://127.0.0.1:6067/stats?window=1m&scope=local"]
+    assert fake.http_client.headers == [{}]
+
+
+def test_the_other_workers_are_asked_with_the_web_token() -> None:
+    fake = Fake([0], ROWS, {6067: local_answer([1], {MINUTE: placed(4)})})
+    asyncio.run(Stats(fake, fake, 2, "s3cret").everywhere("1m"))  # type: ignore[arg-type]
+    assert fake.http_client.headers == [{"Authorization": "Bearer s3cret"}]
 
 
 @pytest.mark.parametrize(("theirs", "why"), [
