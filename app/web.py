@@ -10,6 +10,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 from faust import web
 from faust.types import AppT, TableT
@@ -26,6 +27,8 @@ from models.wallet import Wallet
 from tables.windows import WINDOWS, window_views
 
 MAX_WAIT_S = 60.0
+#: how long a view routed to the worker that owns its key may take beyond the order's ``?wait=``
+ROUTE_TIMEOUT_S = 10.0
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 CSP = "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"
 POLL_S = 0.05
@@ -90,7 +93,13 @@ def register(
             async def view(self: web.View, request: web.Request, **kwargs: Any) -> web.Response:
                 if not is_ready():
                     return _json(self, {"error": "worker is starting or rebalancing, retry shortly"}, status=503)
-                return await routed(self, request, **kwargs)
+                # the owner may have just died or stopped answering: its partitions move once the group notices
+                limit = ROUTE_TIMEOUT_S + (parse_wait(request.query.get("wait")) or 0.0)
+                try:
+                    return await asyncio.wait_for(routed(self, request, **kwargs), limit)
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    return _json(self, {"error": f"the worker that owns this key did not answer "
+                                                 f"({type(exc).__name__}); retry shortly"}, status=503)
 
             return view
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from app.topic_names import all_topic_names
+from app.web import ROUTE_TIMEOUT_S
 from config.settings import Settings
 from devtools.kafka_local import LocalKafka
 from models.events import OrderPlaced
@@ -284,3 +285,28 @@ def test_bulk_restore_catches_up_from_an_old_copy_and_from_nothing(kafka: LocalK
         check_balances(kafka.bootstrap, settings, worker, orders, outcome)
     finally:
         worker.stop()
+
+
+def test_a_view_routed_to_a_worker_that_stopped_answering_is_a_503_not_a_hang(
+    kafka: LocalKafka, tmp_path: Path
+) -> None:
+    """The owner of a key paused (as a zombie is, or a worker deep in a GC pause): the other answers 503 in
+    ``ROUTE_TIMEOUT_S``, where the routed request used to wait for aiohttp's 5 minutes."""
+    settings = new_settings(kafka.bootstrap, tmp_path, "paused-owner")  # the default session timeout: still a member
+    with two_workers(tmp_path, settings) as (first, second):
+        assert first.process is not None
+        os.killpg(first.process.pid, signal.SIGSTOP)
+        try:
+            answers = {}
+            for path in key_paths():
+                started = time.monotonic()
+                status, body = second.get(path, timeout=ROUTE_TIMEOUT_S + 20)
+                answers[path] = (status, round(time.monotonic() - started, 1))
+                if status == 503:
+                    assert "the worker that owns this key did not answer (TimeoutError)" in body["error"], body
+                    break
+            else:
+                raise AssertionError(f"no key of the paused worker among {answers}")
+        finally:
+            os.killpg(first.process.pid, signal.SIGCONT)
+        print(f"\n[paused owner] a view of the paused worker's key answered 503 after {answers[path][1]} s")
