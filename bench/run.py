@@ -35,7 +35,14 @@ from bench import kafka_io, procstat, workload  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from devtools.demo import produce  # noqa: E402
 from devtools.devstack import start_worker, stop_process  # noqa: E402
-from devtools.kafka_local import BrokerConfig, LocalKafka, free_port  # noqa: E402
+from devtools.kafka_local import (  # noqa: E402
+    BrokerConfig,
+    LocalCluster,
+    LocalKafka,
+    cluster_configs,
+    free_port,
+    free_ports_in_a_row,
+)
 from models.stock import Stock  # noqa: E402
 from models.topics import INPUT_TOPICS  # noqa: E402
 
@@ -75,6 +82,8 @@ class Report:
     recovery: dict[str, Any] = field(default_factory=dict)
     #: the default guarantee with 1, 2, ... workers on this machine, keyed by the number of workers
     scale_out: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the default guarantee's backlog on a local cluster (3 replicas, min.insync.replicas 2), one worker
+    cluster: dict[str, Any] = field(default_factory=dict)
 
 
 async def _ceiling(bootstrap: str, count: int, size: int) -> dict[str, Any]:
@@ -157,7 +166,8 @@ def _passthrough(bootstrap: str, root: Path, name: str, count: int, size: int, a
 
 def _settings(bootstrap: str, root: Path, name: str, **overrides: Any) -> Settings:
     """An isolated app on the shared broker."""
-    return Settings(broker=f"kafka://{bootstrap}", app_id=f"bench-{name}", topic_prefix=f"{name}.",
+    return Settings(broker=";".join(f"kafka://{address}" for address in bootstrap.split(",")),
+                    app_id=f"bench-{name}", topic_prefix=f"{name}.",
                     partitions=8, data_dir=root / name, web_port=free_port(), demo_orders=False,
                     log_level="warn", **overrides)
 
@@ -220,11 +230,11 @@ def backlog_outcomes(settings: Settings, count: int, timeout: float, label: str)
 
 
 def throughput(bootstrap: str, root: Path, guarantee: str, count: int, timeout: float,
-               commit_interval: float | None, stats: bool = True) -> dict[str, Any]:
+               commit_interval: float | None, stats: bool = True, replicas: int = 1) -> dict[str, Any]:
     """Completed sagas/s with a backlog of ``count`` orders waiting when the worker starts."""
-    name = f"{guarantee.replace('_', '')}{'' if stats else '-nostats'}"
+    name = f"{guarantee.replace('_', '')}{'' if stats else '-nostats'}{'' if replicas == 1 else f'-r{replicas}'}"
     settings = _settings(bootstrap, root, f"tput-{name}", processing_guarantee=guarantee,
-                         commit_interval_s=commit_interval, stats=stats)
+                         commit_interval_s=commit_interval, stats=stats, replication_factor=replicas)
     label = guarantee if stats else f"{guarantee}, windows off"
     say(f"{label}: a backlog of {count} orders")
     write_backlog(settings, count, root)
@@ -263,6 +273,18 @@ def throughput(bootstrap: str, root: Path, guarantee: str, count: int, timeout: 
         "commit_interval_s": settings.commit_interval, "wall_s": round(wall, 1),
         "sagas_per_s_from_start": round(count / wall),
     }
+
+
+def on_a_cluster(root: Path, brokers: int, guarantee: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The same backlog on ``brokers`` local brokers (after the single one has stopped), every topic replicated."""
+    say(f"cluster: {brokers} brokers, {min(brokers, 3)} replicas of every topic")
+    configs = cluster_configs(brokers, first_port=free_ports_in_a_row(brokers),
+                              controller_ports=[free_port() for _ in range(brokers)], data_dir=root / "cluster",
+                              heap="512m")
+    with LocalCluster(configs) as cluster:
+        run = throughput(cluster.bootstrap, root, guarantee, args.orders, args.timeout, args.commit_interval,
+                         replicas=min(brokers, 3))
+    return {"brokers": brokers, "replicas": min(brokers, 3), **run}
 
 
 def scale_out(bootstrap: str, broker_pid: int | None, root: Path, guarantee: str, count: int, workers: int,
@@ -452,6 +474,14 @@ def table(report: Report) -> str:
         else:
             rows.append((f"{report.default_guarantee}, {workers} worker(s) ready first",
                          f"INCOMPLETE: {run['completed']}/{run['orders']} ended within {run['stalled_after_s']}s"))
+    if "sagas_per_s" in report.cluster:
+        run, one = report.cluster, report.throughput[report.default_guarantee]
+        rows.append((f"{report.default_guarantee}, {run['brokers']} brokers, {run['replicas']} replicas",
+                     f"{run['sagas_per_s']:,} sagas/s ({run['sagas_per_s_from_start']:,}/s from the worker's start; "
+                     f"1 broker: {one.get('sagas_per_s_from_start', '?')}/s)"))
+    elif report.cluster:
+        rows.append((f"{report.default_guarantee}, {report.cluster['brokers']} brokers",
+                     f"INCOMPLETE: {report.cluster['completed']}/{report.cluster['orders']} ended"))
     if report.latency:
         lat = report.latency
         warmup = f", after {lat['warmup_s']:g} s warm-up" if lat.get("warmup_s") else ""
@@ -515,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="STREAMSAGA_COMMIT_INTERVAL_S of every run (default: each guarantee's own)")
     parser.add_argument("--scale-out", default="1,2",
                         help="worker counts to run the default guarantee with, all started before the orders arrive")
+    parser.add_argument("--brokers", type=int, default=3,
+                        help="then run the default guarantee's backlog on a local cluster of this many brokers "
+                             "(3 replicas, min.insync.replicas 2); 1 skips it")
     parser.add_argument("--stats-cost", action=argparse.BooleanOptionalAction, default=True,
                         help="also run the default guarantee with the windows of /stats off, to show their cost")
     args = parser.parse_args(argv)
@@ -552,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
                 report.latency["half_the_maximum_rate"] = not args.latency_rate
             if args.recovery_keys > 0:
                 report.recovery = recovery(kafka.bootstrap, root, args.recovery_keys)
+        if args.brokers > 1 and report.default_guarantee in report.throughput:
+            report.cluster = on_a_cluster(root, args.brokers, report.default_guarantee, args)
     print(table(report))
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"bench-{time.strftime('%Y%m%dT%H%M%S')}.json"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.topic_names import all_topic_names
 from config.settings import Settings
-from devtools.kafka_local import LocalCluster
+from devtools.kafka_local import LocalCluster, free_port
 from support.faults import (
     FAST_FAILOVER,
     LOAD,
@@ -185,3 +186,50 @@ def test_a_worker_killed_under_load_is_taken_over_and_every_worker_answers_for_e
               f"{settings.session_timeout_s:.0f} s: one killed with {len(in_flight)} of its sagas in flight, the "
               f"first of them moved again {takeover_s:.1f} s after the kill; 0 lost, {outcome_copies} outcome copies,"
               f" 0 copies read_committed; {len(truth)} views alike on all 3 workers")
+
+
+def test_a_worker_added_under_load_takes_partitions_and_nothing_is_lost(cluster: LocalCluster, tmp_path: Path) -> None:
+    """Two workers, then a third joins a third of the way through: the group rebalances under load.
+
+    With 8 partitions, as by default: of 4, Faust's sticky assignment leaves the two first workers 2 each and
+    the newcomer only standbys."""
+    settings = dataclasses.replace(_cluster_settings(cluster, tmp_path, "worker-add"), partitions=8)
+    order_topic = settings.topic("order-events")
+    with two_workers(tmp_path, settings) as (first, second):
+        third = Worker(dataclasses.replace(settings, data_dir=Path(f"{settings.data_dir}-c"), web_port=free_port()),
+                       tmp_path / "third.log")
+        try:
+            orders, expected = build_orders(random.Random(1616), LOAD)
+            half = len(orders) // 2
+            write_events(settings, orders[:half])
+            wait_until(lambda: count_ended(cluster.bootstrap, order_topic) >= half // 3, 120,
+                       "a third of the first half to end", every=0.2)
+            joining = threading.Thread(target=third.start)  # the second half is written while it joins
+            joining.start()
+            at_join = count_ended(cluster.bootstrap, order_topic)
+            write_events(settings, orders[half:])
+            joining.join()
+            assert third.process is not None and third.process.poll() is None, third.log_tail()
+            wait_ready(first, second, third)
+
+            seen: list[dict[str, set[int]]] = []
+
+            def split_three_ways() -> dict[str, set[int]] | None:
+                owned = {w.url: _owned_order_partitions(w, settings) for w in (first, second, third)}
+                seen.append(owned)
+                each_once = sorted(p for parts in owned.values() for p in parts) == list(range(settings.partitions))
+                return owned if each_once and all(owned.values()) else None
+
+            try:
+                owned = wait_until(split_three_ways, 30, "the order partitions to be split among all three workers")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; last seen {seen[-1:]}") from None
+            settle(cluster.bootstrap, settings, orders, "every order to end after the join", third)
+            outcome, outcome_copies = check_outcomes(cluster.bootstrap, settings, orders, expected, LOAD)
+            check_balances(cluster.bootstrap, settings, third, orders, outcome)
+            assert copies(cluster.bootstrap, settings, isolation_of(settings)) == Counter()
+            print(f"\n[worker added] {len(orders)} orders, a third worker started at {at_join} ended and took "
+                  f"order-events partitions {sorted(owned[third.url])}: 0 lost, {outcome_copies} outcome copies, "
+                  "0 copies read_committed")
+        finally:
+            third.stop()
