@@ -19,6 +19,7 @@ from app.transactions import CommitGate, Transport
 from config.settings import Settings
 from tables.held_changelog import Table
 from tables.recovery import TableManager
+from tables.uncommitted import Uncommitted
 
 #: how long a stopping worker lets an open request finish (aiohttp's default is 60 s)
 WEB_SHUTDOWN_S = 3.0
@@ -48,6 +49,8 @@ class App(faust.App):
         self.own_outputs: dict[str, frozenset[str]] = {}
         #: the internal partitions this worker handles in place, under exactly_once (``tables.recovery``)
         self.local_delivery = LocalDelivery(consumed_from)
+        #: under exactly_once, the table partitions written since the last commit, and those left dirty
+        self.uncommitted = Uncommitted()
 
     def _new_transport(self) -> TransportT:
         return Transport(self.conf.broker_consumer, self)

@@ -31,7 +31,9 @@ from faust.types.tuples import HeadersArg
 
 from app.group_transactions import GroupFenced, commit_offsets_with_generation
 from app.local_state import distrust_table_state
+from tables.held_changelog import Table
 from tables.recovery import Consumer
+from tables.uncommitted import Uncommitted
 
 Flusher = Callable[[], Awaitable[None]]
 #: whether a send is made for inputs being handled, though outside their handling (held envelopes)
@@ -157,11 +159,14 @@ class WorkerTransactionManager(TransactionManager):
         fenced producer: its tables hold changes that were aborted, and it rebuilds them when started.
         """
         gate: CommitGate = self.app.commit_gate  # type: ignore[attr-defined]  # app.faust_app.App has one
+        uncommitted: Uncommitted = self.app.uncommitted  # type: ignore[attr-defined]  # app.faust_app.App's
         async with gate.commit():
             producer = self._producer()
+            written = set(uncommitted.written)
             try:
                 await cast(DrainableBuffer, producer.buffer).drained()
                 await producer.commit_worker_transaction(offsets, self.app.conf.id, start_new_transaction)
+                uncommitted.committed(written)
             except (ProducerFenced, GroupFenced, TransactionFailed) as exc:
                 self.log.warning("This worker was fenced, or its transaction failed, so it stops: %r", exc)
                 distrust_table_state()
@@ -176,6 +181,20 @@ class WorkerTransactionManager(TransactionManager):
         except TransactionFailed:
             distrust_table_state()
             raise
+        finally:
+            self._forget_uncommitted()
+
+    def _forget_uncommitted(self) -> None:
+        """What was written since the last commit is aborted: held changelog writes dropped, the partitions'
+        local state marked for a rebuild at their next recovery (``tables.uncommitted``)."""
+        lost = cast(Uncommitted, self.app.uncommitted).aborted()  # type: ignore[attr-defined]
+        if not lost:
+            return
+        for table in self.app.tables.values():
+            cast(Table, table).drop_held_changelog()
+        distrust_table_state()  # a stop before the rebuild must not keep them either
+        self.log.warning("Changes to %s table partitions were aborted at a rebalance; their local state is "
+                         "rebuilt from the changelog when next taken up", len(lost))
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]) -> None:
         """With inputs assigned, the worker's transaction is open (the first one starts its producer)."""

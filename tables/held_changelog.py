@@ -14,9 +14,9 @@ change made and writes nothing), so a later owner of the partition would not hav
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from faust.types import FutureMessage
+from faust.types import TP, FutureMessage
 from faust.types.codecs import CodecArg
 
 from tables import bulk_restore
@@ -45,7 +45,13 @@ class Table(bulk_restore.Table):
             eager_partitioning=True,
         )
         self._held_changelog()[(fut.message.partition, key)] = fut
+        written = TP(self.changelog_topic.get_topic_name(), cast(int, fut.message.partition))  # fixed just above
+        self.app.uncommitted.wrote(written)  # type: ignore[attr-defined]  # app.faust_app.App's
         return fut
+
+    def drop_held_changelog(self) -> None:
+        """Forget the held writes: their transaction was aborted (``tables.uncommitted``)."""
+        self._held_changelog().clear()
 
     async def flush_changelog(self) -> None:
         """Send the held writes to the changelog (through Faust's producer buffer), each key's last."""

@@ -37,7 +37,7 @@ from faust.tables import TableManager as FaustTableManager
 from faust.tables.recovery import Recovery as FaustRecovery
 from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, ConsumerT
+from faust.types import TP, CollectionT, ConsumerT
 from faust.types.tuples import ack_lock
 
 from agents.local_delivery import LocalDelivery
@@ -45,6 +45,7 @@ from app.group_transactions import NO_GENERATION, fetch_stable_offsets
 from app.kafka_clients import client_options
 from app.own_outputs import SkippedAcks, SkippingScheduler
 from tables.last_records import last_committed_records
+from tables.uncommitted import wipe_partition
 
 #: the longest a fetch waits for records on the broker; requests on the same connection queue behind it
 FETCH_MAX_WAIT_MS = 100
@@ -78,6 +79,16 @@ class Recovery(FaustRecovery):
                              "for Faust's idle check instead", type(exc).__name__, exc)
             return
         self.last_records.update({TP(tp.topic, tp.partition): offset for tp, offset in found.items()})
+
+    def _add(self, table: CollectionT, tp: TP, offsets: Counter[TP]) -> None:
+        """Faust's taking up of a changelog partition, once emptied if an aborted transaction wrote to it:
+        recovery then rebuilds it from the committed changelog (``tables.uncommitted``)."""
+        uncommitted = self.app.uncommitted  # type: ignore[attr-defined]  # app.faust_app.App's
+        if uncommitted.take_dirty([tp]):
+            keys = wipe_partition(table, tp.partition)
+            self.log.warning("Rebuilding %s[%s] from its changelog: it held aborted changes (%s keys dropped)",
+                             tp.topic, tp.partition, keys)
+        super()._add(table, tp, offsets)
 
     def active_remaining(self) -> Counter[TP]:
         """Faust's count, where a partition whose last committed record is read has nothing left."""
