@@ -112,6 +112,6 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int = 8) -
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1) for name in names])
-        await until_led(admin, bootstrap, names)
+        await until_led(admin, {"bootstrap_servers": bootstrap}, names)
     finally:
         await admin.close()
