@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from faust.types import TP
@@ -75,7 +76,11 @@ def test_a_held_changelog_write_counts_as_written_and_an_abort_drops_it(tmp_path
     app, table = _sagas(tmp_path)
     app.in_worker = True  # type: ignore[attr-defined]  # what ``streamsaga worker`` sets; in_transaction asks it
     topic = table.changelog_topic.get_topic_name()  # type: ignore[attr-defined]
-    table.send_changelog(2, b"order-9", b"{}")  # type: ignore[attr-defined]
+
+    async def write() -> None:  # a held write is a future message: it needs the loop a worker runs in
+        table.send_changelog(2, b"order-9", b"{}")  # type: ignore[attr-defined]
+
+    asyncio.run(write())
     assert app.uncommitted.written == {TP(topic, 2)}  # type: ignore[attr-defined]
     assert len(table._held_changelog()) == 1  # type: ignore[attr-defined]
     table.drop_held_changelog()  # type: ignore[attr-defined]
