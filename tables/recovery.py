@@ -16,8 +16,6 @@ the consumer also skips the app's own outputs (``app.own_outputs``).
   assignment once it is recovered, and none from the moment a rebalance begins.
 - Under exactly_once a transaction's offsets name the generation and member of the assignment the worker
   holds, never the coordinator's state of the moment (see ``RebalanceListener``).
-- Faust's consumer long-polls for 1.5 s, and a request behind a fetch on the same broker connection
-  waits for it: each of recovery's offset lookups took 1-1.5 s. We poll for at most 100 ms.
 - Under exactly_once a changelog ends in a commit marker, which Faust waited for in two idle 5 s polls
   at every start and takeover; recovery ends once the last committed record is read
   (``tables.last_records``).
@@ -47,8 +45,6 @@ from app.own_outputs import SkippedAcks, SkippingScheduler
 from tables.last_records import last_committed_records
 from tables.uncommitted import wipe_partition
 
-#: the longest a fetch waits for records on the broker; requests on the same connection queue behind it
-FETCH_MAX_WAIT_MS = 100
 #: how long finding the changelogs' last committed records may take before recovery goes on without them
 LAST_RECORDS_TIMEOUT_S = 15.0
 
@@ -180,17 +176,6 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     store left behind the changelog would be taken as recovered. A ListOffsets request answers for the
     consumer's isolation level: the last stable offset under read_committed, the high watermark otherwise.
     """
-
-    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
-        """Faust's consumer, polling for at most ``FETCH_MAX_WAIT_MS``.
-
-        A broker answers one connection's requests in order: a ListOffsets sent while Faust's 1.5 s long
-        poll waits (its fixed ``fetch_max_wait_ms``) waited for it, 1-1.5 s for each of the four or five
-        lookups of every recovery, at every start and takeover.
-        """
-        consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts its fetcher
-        return consumer
 
     async def on_start(self) -> None:
         """Faust's start; under exactly_once the group's committed offsets are read only once stable."""
