@@ -81,6 +81,11 @@ OPEN_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 Handler = Callable[[aiohttp_web.Request], Awaitable[aiohttp_web.StreamResponse]]
 
 
+def bearer_headers(token: str) -> dict[str, str]:
+    """The header a request needs to pass :func:`bearer_token` (none when no token is set)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def bearer_token(token: str) -> Callable[[aiohttp_web.Request, Handler], Awaitable[aiohttp_web.StreamResponse]]:
     """Every path but ``OPEN_PATHS`` answers 401 unless the request carries ``Authorization: Bearer <token>``."""
     expected = f"Bearer {token}".encode()

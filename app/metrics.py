@@ -134,10 +134,11 @@ class BrokerGauges:
         if self._consumer is None or self._admin is None:
             isolation = "read_committed" if self.settings.processing_guarantee == "exactly_once" else \
                 "read_uncommitted"
-            self._consumer = AIOKafkaConsumer(**client_options(self.settings),
+            options = client_options(self.settings)
+            self._consumer = AIOKafkaConsumer(**options,
                                               isolation_level=isolation)
             await self._consumer.start()
-            self._admin = AIOKafkaAdminClient(**client_options(self.settings))
+            self._admin = AIOKafkaAdminClient(**options)
             await self._admin.start()
         admin, consumer = self._admin, self._consumer
         described = await admin.describe_topics(await admin.list_topics())

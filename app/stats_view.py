@@ -16,6 +16,7 @@ import orjson
 from faust.types import AppT, TableT
 from yarl import URL
 
+from app.faust_app import bearer_headers
 from models.stats import STATS, Bucket, parse_bucket_key
 
 #: how long the answering worker waits for another worker's buckets
@@ -32,7 +33,7 @@ class Stats:
     def __init__(self, app: AppT, table: TableT, partitions: int, web_token: str = "") -> None:
         self.app, self.table, self.partitions = app, table, partitions
         #: the other workers' views want it too (``STREAMSAGA_WEB_TOKEN``)
-        self.headers = {"Authorization": f"Bearer {web_token}"} if web_token else {}
+        self.headers = bearer_headers(web_token)
 
     def local(self) -> dict[str, Any]:
         """This worker's active partitions and the sum of their buckets by minute, as ``?scope=local`` answers."""

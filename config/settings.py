@@ -21,6 +21,11 @@ MAX_LOCAL_BROKERS = 5
 MAX_LOCAL_WORKERS = 8
 
 
+def min_insync_for(replicas: int) -> int:
+    """``min.insync.replicas`` for a topic of ``replicas``: 2 of 3, so a write survives one broker down; 1 below 3."""
+    return max(1, min(2, replicas - 1))
+
+
 class SettingsError(ValueError):
     """A setting has a value the application cannot use."""
 
@@ -133,8 +138,8 @@ class Settings:
 
     @property
     def min_insync_replicas(self) -> int:
-        """``min.insync.replicas`` of our topics: 2 of 3, so a write survives one broker down; 1 below 3."""
-        return max(1, min(2, self.replicas - 1))
+        """``min.insync.replicas`` of our topics (``min_insync_for``)."""
+        return min_insync_for(self.replicas)
 
     @property
     def bootstrap_servers(self) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.admin import ensure_topics
+from app.faust_app import bearer_headers
 from config.settings import Settings, SettingsError
 from devtools.demo import produce, seed_events, trickle, watch_outcomes
 from devtools.kafka_local import (
@@ -205,7 +206,7 @@ async def _demo_data_shown(settings: Settings, timeout: float) -> bool:
 
 def _answers(url: str, token: str = "") -> bool:
     """Whether the view answers 200 (a 404 means the worker has not applied that data yet)."""
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    request = urllib.request.Request(url, headers=bearer_headers(token))
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return bool(response.status == 200)

@@ -27,6 +27,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Self
 
+from config.settings import min_insync_for
+
 KAFKA_VERSION = "4.3.1"
 LOG4J_VERSION = "2.25.4"
 CACHE_ENV = "STREAMSAGA_KAFKA_CACHE"
@@ -95,8 +97,8 @@ class BrokerConfig:
 
     @property
     def min_insync(self) -> int:
-        """Replicas a write with acks=all needs: 2 of 3, so one broker may be down without refusing writes."""
-        return max(1, min(2, self.replication - 1))
+        """Replicas a write with acks=all needs (``config.settings.min_insync_for``, as the app's topics)."""
+        return min_insync_for(self.replication)
 
     @property
     def quorum_port(self) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from app.faust_app import bearer_headers
 from config.settings import Settings
 from devtools.devstack import start_worker, stop_process
 from devtools.kafka_local import free_port
@@ -56,8 +57,7 @@ class Worker:
     def get(self, path: str, timeout: float = 30.0, token: str | None = None) -> tuple[int, Any]:
         """GET a web view with the worker's web token (or ``token``, "" for none); returns status and decoded JSON."""
         token = self.settings.web_token if token is None else token
-        request = urllib.request.Request(f"{self.url}{path}", headers={"Authorization": f"Bearer {token}"} if token
-                                         else {})
+        request = urllib.request.Request(f"{self.url}{path}", headers=bearer_headers(token))
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, _decode(response.read())
