@@ -9,6 +9,9 @@ import pytest
 
 from devtools.kafka_local import BrokerConfig, LocalCluster, LocalKafka, cluster_configs, free_port, free_ports_in_a_row
 
+# The shared checks live in tests/support; rewrite their asserts too, so a failure there says what differed.
+pytest.register_assert_rewrite("tests.support")
+
 #: How much of each worker log a failed test shows.
 LOG_TAIL_LINES = 150
 
@@ -45,5 +48,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     tmp = getattr(item, "funcargs", {}).get("tmp_path")
     if report.failed and isinstance(tmp, Path):
         for log in sorted(tmp.rglob("*.log")):
+            if log.stem.isdigit():
+                continue  # RocksDB's write-ahead logs, not a worker's
             lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
             report.sections.append((f"worker log {log.name} (last {len(lines)} lines)", "\n".join(lines)))
