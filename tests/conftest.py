@@ -9,8 +9,9 @@ import pytest
 
 from devtools.kafka_local import BrokerConfig, LocalCluster, LocalKafka, cluster_configs, free_port, free_ports_in_a_row
 
-# The shared checks live in tests/support; rewrite their asserts too, so a failure there says what differed.
-pytest.register_assert_rewrite("tests.support")
+# The shared checks live in tests/support (imported as "support"): rewrite their asserts too, so that
+# a failure there says what differed.
+pytest.register_assert_rewrite("support")
 
 #: How much of each worker log a failed test shows.
 LOG_TAIL_LINES = 150
