@@ -6,6 +6,8 @@ partition that owns its state, whatever partitioner the outside producer used.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from faust.types import AppT, StreamT
 
 from agents.executor import Executor
@@ -15,10 +17,10 @@ from models import handlers
 from models.topics import INPUT_TOPICS
 
 
-def register(app: AppT, topics: Topics, executor: Executor, payment_mode: str) -> None:
-    """One ingress agent for each public input topic."""
+def register(app: AppT, topics: Topics, executor: Executor, payment_mode: str, retention: timedelta) -> None:
+    """One ingress agent for each public input topic; ``retention``: how long finished sagas are kept."""
     for topic in INPUT_TOPICS:
-        handler = handlers.ingress(topic, payment_mode)
+        handler = handlers.ingress(topic, payment_mode, retention)
 
         async def ingress(stream: StreamT, handler: handlers.Handler = handler) -> None:
             await consume(stream, executor, handler)

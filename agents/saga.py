@@ -11,17 +11,19 @@ from agents.executor import Executor
 from agents.faust_io import consume
 from app.topics import Topics
 from models import commands, handlers
-from models.events import utc_now
+from models.effects import Effects
+from models.events import format_time, utc_now
 from models.saga import SagaPolicy
+from tables.due_index import due_keys
 
 log = logging.getLogger(__name__)
 
 
 def register(
-    app: AppT, topics: Topics, executor: Executor, deadlines: TableT, policy: SagaPolicy, exactly_once: bool,
-    check_interval_s: float, measure: bool,
+    app: AppT, topics: Topics, executor: Executor, deadlines: TableT, expiry: TableT, policy: SagaPolicy,
+    exactly_once: bool, check_interval_s: float, measure: bool,
 ) -> None:
-    """The saga agent on the internal replies topic, and the timeout timer of this worker."""
+    """The saga agent on the internal replies topic, and the timer of this worker: timeouts and retention."""
 
     @app.agent(topics.internal[commands.SAGA], name="saga")
     async def saga_agent(stream: StreamT) -> None:
@@ -30,15 +32,24 @@ def register(
 
     timer = executor.for_loop()
     told: dict[str, datetime] = {}  # this process's memory: a restarted worker tells again at once
+    told_forget: dict[str, datetime] = {}
     interval = timedelta(seconds=check_interval_s)
 
     @app.timer(interval=check_interval_s)
     async def expire_sagas() -> None:
-        """Tell the saga agent about sagas past their deadline, on the partitions this worker owns."""
-        effects, remembered = handlers.timeouts_due(list(deadlines.items()), utc_now(), told, interval)
+        """Tell the saga agent about sagas past their deadline, and finished ones past their retention, on the
+        partitions this worker owns."""
+        now = utc_now()
+        effects, remembered = handlers.timeouts_due(list(deadlines.items()), now, told, interval)
         told.clear()
         told.update(remembered)
+        forgets, remembered = handlers.forgets_due(due_keys(expiry, format_time(now)), now, told_forget, interval)
+        told_forget.clear()
+        told_forget.update(remembered)
         if effects.sends:
             log.info("%d sagas passed their deadline", len(effects.sends))
-            await timer.apply(effects)
+        if forgets.sends:
+            log.info("%d finished sagas passed their retention", len(forgets.sends))
+        if effects.sends or forgets.sends:
+            await timer.apply(Effects(sends=effects.sends + forgets.sends))
             await timer.flush()

@@ -18,7 +18,7 @@ from app.faust_app import App, create_app
 from app.topic_names import full_name
 from app.topics import declare_topics
 from config.settings import Settings
-from models.handlers import DEADLINES, own_outputs
+from models.handlers import DEADLINES, EXPIRY, own_outputs
 from models.saga import SagaPolicy
 from models.topics import INPUT_TOPICS
 from tables.state import declare_tables
@@ -37,12 +37,13 @@ def build(settings: Settings) -> App:
                         measure=settings.stats, observer=measured.saga,
                         internal={topic.get_topic_name(): settings.partitions for topic in topics.internal.values()},
                         local=app.local_delivery)
-    policy = SagaPolicy(payment_mode=settings.payment_mode, timeout=timedelta(seconds=settings.saga_timeout_s))
+    policy = SagaPolicy(payment_mode=settings.payment_mode, timeout=timedelta(seconds=settings.saga_timeout_s),
+                        retention=settings.saga_retention_time)
     exactly_once = settings.processing_guarantee == "exactly_once"
-    ingress.register(app, topics, executor, settings.payment_mode)
+    ingress.register(app, topics, executor, settings.payment_mode, policy.retention)
     app.own_outputs.update({settings.topic(name): own_outputs(name, settings.payment_mode) for name in INPUT_TOPICS})
-    saga.register(app, topics, executor, tables[DEADLINES], policy, exactly_once, settings.timeout_check_interval_s,
-                  settings.stats)
+    saga.register(app, topics, executor, tables[DEADLINES], tables[EXPIRY], policy, exactly_once,
+                  settings.timeout_check_interval_s, settings.stats)
     stock.register(app, topics, executor, exactly_once)
     wallet.register(app, topics, executor, exactly_once)
     customers.register(app, topics, executor)

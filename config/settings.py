@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from datetime import timedelta
 from pathlib import Path
 
 PAYMENT_MODES = ("internal", "external")
@@ -28,6 +29,24 @@ def min_insync_for(replicas: int) -> int:
 
 class SettingsError(ValueError):
     """A setting has a value the application cannot use."""
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: the longest duration a setting takes: ten years, far from where dates overflow
+MAX_DURATION_S = 3650 * 86400
+
+
+def parse_duration(name: str, raw: str) -> timedelta:
+    """A positive span written as a number and a unit (``7d``, ``12h``, ``30m``, ``90s``) or as seconds alone."""
+    text = raw.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in DURATION_UNITS else (text, "s")
+    try:
+        seconds = float(number) * DURATION_UNITS[unit]
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= MAX_DURATION_S:  # NaN fails too
+        raise SettingsError(f"{name} must be a positive duration up to 3650d, such as 7d, 12h, 30m or 90s, not {raw!r}")
+    return timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,8 @@ class Settings:
     bulk_restore_min_records: int = 20_000
     standby_replicas: int = 1
     saga_timeout_s: float = 300.0
+    #: how long a finished saga is kept before it is removed from its table and changelog (``parse_duration``)
+    saga_retention: str = "7d"
     timeout_check_interval_s: float = 30.0
     retry_attempts: int = 3
     retry_initial_s: float = 1.0
@@ -104,6 +125,7 @@ class Settings:
             raise SettingsError("commit_interval_s must be positive")
         if self.saga_timeout_s <= 0 or self.timeout_check_interval_s <= 0:
             raise SettingsError("saga_timeout_s and timeout_check_interval_s must be positive")
+        parse_duration("saga_retention", self.saga_retention)
         if self.standby_replicas < 0:
             raise SettingsError("standby_replicas must not be negative (0: no standby copies of the tables)")
         if self.bulk_restore_min_records < 0:
@@ -130,6 +152,11 @@ class Settings:
         if self.processing_guarantee == "exactly_once":
             return EXACTLY_ONCE_COMMIT_INTERVAL_S
         return AT_LEAST_ONCE_COMMIT_INTERVAL_S
+
+    @property
+    def saga_retention_time(self) -> timedelta:
+        """How long a finished saga is kept (``saga_retention``, read)."""
+        return parse_duration("saga_retention", self.saga_retention)
 
     @property
     def replicas(self) -> int:

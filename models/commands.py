@@ -142,11 +142,20 @@ class SagaTimeout(Command):
     destination: ClassVar[str] = SAGA
 
 
+@dataclass(frozen=True)
+class ForgetSaga(Command):
+    """A finished saga's retention passed; sent by the timer of the worker that owns it, with the index key."""
+
+    order_id: str
+    entry: str
+    destination: ClassVar[str] = SAGA
+
+
 COMMAND_TYPES: dict[str, type[Command]] = {
     cls.__name__: cls
     for cls in (
         ReserveStock, ReleaseStock, CommitStock, ChargeWallet, RefundWallet,
-        StockReserved, StockRefused, PaymentCharged, PaymentDeclined, SagaTimeout,
+        StockReserved, StockRefused, PaymentCharged, PaymentDeclined, SagaTimeout, ForgetSaga,
     )
 }
 

@@ -15,7 +15,15 @@ from datetime import datetime, timedelta
 import orjson
 
 from models import commands, stats
-from models.commands import Command, Message, PaymentCharged, PaymentDeclined, SagaTimeout, decode_message
+from models.commands import (
+    Command,
+    ForgetSaga,
+    Message,
+    PaymentCharged,
+    PaymentDeclined,
+    SagaTimeout,
+    decode_message,
+)
 from models.effects import NOTHING, OUTPUT_MARK, Effects, Incoming, Send, Write, outputs
 from models.events import (
     BadMessage,
@@ -31,21 +39,41 @@ from models.events import (
     parse_time,
 )
 from models.measures import Ended, Measure, Placed
-from models.saga import SagaPolicy, SagaState, transition
+from models.saga import DEFAULT_RETENTION, SagaPolicy, SagaState, expired, forget_at, transition
 from models.stock import Stock, handle_stock
 from models.topics import INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, USER_EVENTS
 from models.wallet import Wallet, handle_wallet
 
 SAGAS, DEADLINES, STOCK, WALLETS, CUSTOMERS = "sagas", "saga_deadlines", "stock", "wallets", "customers"
+#: when each finished saga is forgotten, keyed ``<time>|<order id>`` so the scan reads only what is due
+EXPIRY = "saga_expiry"
 STATS = stats.STATS
 #: every table, by name
-TABLES = (SAGAS, STOCK, WALLETS, CUSTOMERS, DEADLINES, STATS)
+TABLES = (SAGAS, STOCK, WALLETS, CUSTOMERS, DEADLINES, EXPIRY, STATS)
 
 #: how many timer intervals pass before a saga still overdue is told again
 RETELL_INTERVALS = 10
 
 Reader = Callable[[str, str], bytes | None]
 Handler = Callable[[Incoming, Reader, datetime], Effects]
+
+
+class ExpiredOrder(BadMessage):
+    """An order placed longer ago than finished sagas are kept: it may repeat one already forgotten."""
+
+    def __init__(self, order: OrderPlaced, now: datetime, retention: timedelta) -> None:
+        age = now - parse_time(order.occurred_at)
+        super().__init__(f"order {order.order_id} was placed {_days(age)} ago ({order.occurred_at}), longer than"
+                         f" finished sagas are kept ({_days(retention)}, STREAMSAGA_SAGA_RETENTION):"
+                         " it may repeat a forgotten order")
+
+
+def _days(span: timedelta) -> str:
+    """A span as people read it: days, else hours, else seconds."""
+    seconds = span.total_seconds()
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} days"
+    return f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds:.0f} s"
 
 _OWN_OUTPUTS = {
     ORDER_EVENTS: {"OrderConfirmed", "OrderCancelled"},
@@ -84,14 +112,18 @@ def route_public(topic: str, event: Event, payment_mode: str) -> tuple[str, Mess
     raise BadMessage(f"{event.event_type} is not accepted on {topic}")
 
 
-def ingress(topic: str, payment_mode: str) -> Handler:
+def ingress(topic: str, payment_mode: str, retention: timedelta = DEFAULT_RETENTION) -> Handler:
     """The handler of a public topic: validate and forward to the owner by the body's aggregate id.
 
     The record's key is not used: the contract lets the body win, so a missing or odd key is harmless.
+    An order placed longer ago than ``retention`` is refused: its saga, if it had one, may be forgotten.
     """
 
     def handle(record: Incoming, read: Reader, now: datetime) -> Effects:
-        forward = route_public(topic, decode_event(record.value), payment_mode)
+        event = decode_event(record.value)
+        if isinstance(event, OrderPlaced) and expired(event, now, SagaPolicy(retention=retention)):
+            raise ExpiredOrder(event, now, retention)
+        forward = route_public(topic, event, payment_mode)
         if forward is None:
             return NOTHING
         destination, message = forward
@@ -177,7 +209,11 @@ def saga_effects(
     topic, partition, position = record.topic, record.partition, record.position
     stored = read(SAGAS, order_id)
     state = SagaState.from_json(stored) if stored is not None else None
+    if state is None and isinstance(message, OrderPlaced) and expired(message, now, policy):
+        raise ExpiredOrder(message, now, policy.retention)  # it passed ingress just before its saga was forgotten
     new_state, sent = transition(state, message, now, policy)
+    if isinstance(message, ForgetSaga) and new_state is None:
+        return _forgotten(order_id, state, message, read)
     writes: list[Write] = []
     changed = new_state is not None and new_state is not state
     if new_state is not None and changed:
@@ -190,6 +226,7 @@ def saga_effects(
         wanted = deadline_entry(new_state)
         if read(DEADLINES, order_id) != wanted:
             writes.append(Write(DEADLINES, order_id, wanted))
+        writes += _expiry_writes(order_id, new_state, message, read, policy)
         if not exactly_once:
             measures = saga_measures(new_state, position)
         elif changed:
@@ -241,6 +278,31 @@ def _measures(state: SagaState, placed: bool, ended: bool) -> list[Measure]:
         measures.append(Ended(ended_at, state.status, state.reason, state.total_amount,
                               ended_at - parse_time(state.started_at)))
     return measures
+
+
+def expiry_entry(state: SagaState, policy: SagaPolicy) -> str:
+    """The expiry index key of a finished saga: when it is forgotten, then its order id."""
+    return f"{format_time(forget_at(state, policy))}|{state.order_id}"
+
+
+def _expiry_writes(order_id: str, state: SagaState, message: Message, read: Reader, policy: SagaPolicy) -> list[Write]:
+    """Keep a finished saga's expiry entry in the index (repaired like the deadline); drop the entry a
+    ``ForgetSaga`` came for when the retention changed since."""
+    writes: list[Write] = []
+    wanted = expiry_entry(state, policy) if state.is_terminal else None
+    if wanted is not None and read(EXPIRY, wanted) is None:
+        writes.append(Write(EXPIRY, wanted, order_id.encode()))
+    if isinstance(message, ForgetSaga) and message.entry != wanted and read(EXPIRY, message.entry) is not None:
+        writes.append(Write(EXPIRY, message.entry, None))
+    return writes
+
+
+def _forgotten(order_id: str, state: SagaState | None, message: Message, read: Reader) -> Effects:
+    """A saga past its retention, or a ``ForgetSaga`` for one already gone: delete it and its index entry."""
+    writes = [Write(SAGAS, order_id, None)] if state is not None else []
+    if isinstance(message, ForgetSaga) and read(EXPIRY, message.entry) is not None:
+        writes.append(Write(EXPIRY, message.entry, None))
+    return Effects(tuple(writes))
 
 
 def deadline_entry(state: SagaState) -> bytes | None:
@@ -317,10 +379,26 @@ def timeouts_due(
     only if it is still overdue ``RETELL_INTERVALS`` timer intervals later: its partition may simply
     be behind, and every telling of a timed-out saga re-sends its compensation.
     """
-    retell_after = RETELL_INTERVALS * check_interval
-    late = overdue(index, now)
-    due = [order_id for order_id in late if order_id not in told or now - told[order_id] >= retell_after]
-    remembered = {order_id: told[order_id] for order_id in late if order_id in told}
-    remembered.update(dict.fromkeys(due, now))
+    due, remembered = _not_told_lately(overdue(index, now), now, told, check_interval)
     return Effects(sends=outputs([SagaTimeout(order_id=order_id) for order_id in due])), remembered
 
+
+def forgets_due(
+    entries: Iterable[str | bytes], now: datetime, told: Mapping[str, datetime], check_interval: timedelta,
+) -> tuple[Effects, dict[str, datetime]]:
+    """The timer's other decision: a ``ForgetSaga`` for each expiry index entry that is due and not told lately."""
+    keys = (entry.decode() if isinstance(entry, bytes) else entry for entry in entries)
+    late = [key for key in keys if parse_time(key.split("|", 1)[0]) <= now]
+    due, remembered = _not_told_lately(late, now, told, check_interval)
+    return Effects(sends=outputs([ForgetSaga(order_id=key.split("|", 1)[1], entry=key) for key in due])), remembered
+
+
+def _not_told_lately(
+    late: list[str], now: datetime, told: Mapping[str, datetime], check_interval: timedelta,
+) -> tuple[list[str], dict[str, datetime]]:
+    """Those of ``late`` not told within ``RETELL_INTERVALS`` timer intervals, and when each late one was told."""
+    retell_after = RETELL_INTERVALS * check_interval
+    due = [key for key in late if key not in told or now - told[key] >= retell_after]
+    remembered = {key: told[key] for key in late if key in told}
+    remembered.update(dict.fromkeys(due, now))
+    return due, remembered

@@ -18,6 +18,7 @@ import orjson
 from models.commands import (
     ChargeWallet,
     CommitStock,
+    ForgetSaga,
     Message,
     PaymentCharged,
     PaymentDeclined,
@@ -78,6 +79,9 @@ TIMEOUT = "TIMEOUT"
 
 Output = Message
 
+#: how long a finished saga is kept unless the settings say otherwise (Temporal keeps closed workflows too)
+DEFAULT_RETENTION = timedelta(days=7)
+
 
 @dataclass(frozen=True)
 class SagaPolicy:
@@ -85,6 +89,8 @@ class SagaPolicy:
 
     payment_mode: str = "internal"
     timeout: timedelta = timedelta(minutes=5)
+    #: how long a finished saga is kept (``forget_at``)
+    retention: timedelta = DEFAULT_RETENTION
 
 
 @dataclass(frozen=True)
@@ -156,10 +162,27 @@ def _money_json(value: object) -> str:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
+def forget_at(state: SagaState, policy: SagaPolicy) -> datetime:
+    """When a finished saga is removed: its retention after it ended, and after its order was placed, so a
+    copy of the order that comes later is old enough to be refused (``expired``)."""
+    latest = parse_time(state.ended_at or state.updated_at)
+    if state.placed_at:
+        latest = max(latest, parse_time(state.placed_at))
+    return latest + policy.retention
+
+
+def expired(order: OrderPlaced, now: datetime, policy: SagaPolicy) -> bool:
+    """Whether an order was placed longer ago than a finished saga is kept: it may repeat a forgotten one."""
+    return now - parse_time(order.occurred_at) >= policy.retention
+
+
 def transition(
     state: SagaState | None, message: Message, now: datetime, policy: SagaPolicy = SagaPolicy()
 ) -> tuple[SagaState | None, list[Output]]:
-    """Apply one message to one saga; return the new state and what to send."""
+    """Apply one message to one saga; return the new state (None once forgotten) and what to send."""
+    if isinstance(message, ForgetSaga):
+        gone = state is not None and state.is_terminal and now >= forget_at(state, policy)
+        return (None if gone else state), []
     new_state = _apply(state, message, now, policy)
     if new_state is state:
         if state is not None and _is_duplicate(state, message):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from faust.types import AppT, TableT
 
 from config.settings import Settings
-from models.handlers import CUSTOMERS, DEADLINES, SAGAS, STATS, STOCK, WALLETS
+from models.handlers import CUSTOMERS, DEADLINES, EXPIRY, SAGAS, STATS, STOCK, WALLETS
 
 HELP = {
     SAGAS: "Saga state by order id.",
@@ -13,6 +13,7 @@ HELP = {
     WALLETS: "Balance, charges and refunds by customer id.",
     CUSTOMERS: "Registered customers by customer id.",
     DEADLINES: "Deadline of each saga in progress by order id; the timeout scan reads this.",
+    EXPIRY: "When each finished saga is forgotten, keyed '<time>|<order id>'; the retention scan reads what is due.",
     STATS: "Outcome counts per minute and input partition, for the windows of GET /stats (models/stats.py).",
 }
 

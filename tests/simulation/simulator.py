@@ -49,7 +49,7 @@ from models import commands, handlers
 from models.effects import Effects, Incoming, opened
 from models.envelope import is_envelope, unpack
 from models.events import BadMessage, Event, PaymentFailed, PaymentProcessed
-from models.handlers import CUSTOMERS, DEADLINES, SAGAS, STATS, STOCK, TABLES, WALLETS, Handler, Reader
+from models.handlers import CUSTOMERS, DEADLINES, EXPIRY, SAGAS, STATS, STOCK, TABLES, WALLETS, Handler, Reader
 from models.saga import SagaPolicy
 from models.topics import INPUT_TOPICS, PAYMENT_EVENTS, PUBLIC_TOPICS
 from simulation.scenario import DECLINE, NEVER, PAY, Config, Scenario, at_time, format_time_at
@@ -58,7 +58,7 @@ from simulation.scenario import DECLINE, NEVER, PAY, Config, Scenario, at_time, 
 MAX_BATCH = 4
 #: agent name -> (the internal topic it reads, the tables it owns, the first being its state)
 OWNERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "saga": (commands.SAGA, (SAGAS, DEADLINES)),
+    "saga": (commands.SAGA, (SAGAS, DEADLINES, EXPIRY)),
     "stock": (commands.STOCK, (STOCK,)),
     "wallet": (commands.WALLET, (WALLETS,)),
     "customers": (commands.CUSTOMER, (CUSTOMERS,)),

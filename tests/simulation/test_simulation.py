@@ -76,9 +76,10 @@ def test_the_simulator_runs_the_handlers_and_the_executor_the_agents_run() -> No
     consume = (agents / "faust_io.py").read_text()
     assert "for each in opened(record) if enveloped else (record,):" in consume
     assert "await holder.process(handler, each)" in consume and "await holder.flush()" in consume
-    for module, call in [("ingress", "handlers.ingress(topic, payment_mode)"),
+    for module, call in [("ingress", "handlers.ingress(topic, payment_mode, retention)"),
                          ("saga", "handlers.saga(policy, exactly_once, measure), enveloped=True"),
-                         ("saga", "handlers.timeouts_due("), ("saga", "await timer.apply(effects)"),
+                         ("saga", "handlers.timeouts_due("), ("saga", "handlers.forgets_due("),
+                         ("saga", "await timer.apply(Effects(sends=effects.sends + forgets.sends))"),
                          ("saga", "await timer.flush()"),
                          ("stock", "consume(stream, executor, handlers.stock(exactly_once), enveloped=True)"),
                          ("wallet", "consume(stream, executor, handlers.wallet(exactly_once), enveloped=True)"),

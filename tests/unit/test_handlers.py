@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from models import commands, handlers, stats
-from models.commands import ReserveStock, SagaTimeout, StockReserved
+from models.commands import ForgetSaga, ReserveStock, SagaTimeout, StockReserved
 from models.effects import Effects, Incoming, Send, Write
 from models.events import BadMessage, OrderLine, OrderPlaced, format_time
-from models.handlers import DEADLINES, SAGAS, STATS, STOCK
+from models.handlers import DEADLINES, EXPIRY, SAGAS, STATS, STOCK, ExpiredOrder
 from models.saga import SagaPolicy, SagaState
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -57,11 +58,12 @@ def test_an_ended_saga_leaves_the_deadline_index_and_a_duplicate_repairs_a_missi
     apply(tables, saga(record(order().encode(), b"o-1"), reader(tables), NOW))
     refused = commands.StockRefused(order_id="o-1", sku="A", requested=2, available=0)
     ended = saga(record(refused.encode(), b"o-1"), reader(tables), NOW)
-    assert ended.writes[-1] == Write(DEADLINES, "o-1", None)
+    entry = f"{format_time(NOW + POLICY.retention)}|o-1"
+    assert ended.writes[1:] == (Write(DEADLINES, "o-1", None), Write(EXPIRY, entry, b"o-1"))
     assert SagaState.from_json(ended.writes[0].value or b"").status == "FAILED"
-    tables[(SAGAS, "o-1")] = ended.writes[0].value or b""  # the crash came before the index delete
+    tables[(SAGAS, "o-1")] = ended.writes[0].value or b""  # the crash came before the index writes
     again = saga(record(refused.encode(), b"o-1"), reader(tables), NOW)
-    assert again.writes == (Write(DEADLINES, "o-1", None),), "the redelivery repairs the index"
+    assert again.writes == (Write(DEADLINES, "o-1", None), Write(EXPIRY, entry, b"o-1")), "a redelivery repairs both"
     resent = {send.message for send in again.sends}
     assert {send.message for send in ended.sends} <= resent, "and re-sends everything the ending sent"
 
@@ -142,3 +144,98 @@ def test_the_timer_tells_each_overdue_saga_once_then_again_only_after_ten_interv
     again, told_again = handlers.timeouts_due(index, NOW + 10 * interval, told, interval)
     assert [send.key for send in again.sends] == ["late"] and told_again == {"late": NOW + 10 * interval}
     assert handlers.timeouts_due([], NOW, told, interval)[1] == {}, "an ended saga is forgotten"
+
+
+def _ended(tables: dict[tuple[str, str], bytes], policy: SagaPolicy = POLICY, placed_at: datetime = NOW) -> None:
+    """Run order o-1 (placed at ``placed_at``) to FAILED at NOW, its effects applied to ``tables``."""
+    saga = handlers.saga(policy, True, measure=False)
+    placed = dataclasses.replace(order(), occurred_at=format_time(placed_at))
+    apply(tables, saga(record(placed.encode(), b"o-1"), reader(tables), NOW))
+    refused = commands.StockRefused(order_id="o-1", sku="A", requested=2, available=0)
+    apply(tables, saga(record(refused.encode(), b"o-1"), reader(tables), NOW))
+
+
+def test_a_finished_saga_is_forgotten_with_its_index_entry_once_its_retention_passed() -> None:
+    tables: dict[tuple[str, str], bytes] = {}
+    _ended(tables)
+    entry = f"{format_time(NOW + POLICY.retention)}|o-1"
+    assert tables[(EXPIRY, entry)] == b"o-1"
+    forget = record(ForgetSaga(order_id="o-1", entry=entry).encode(), b"o-1")
+    saga = handlers.saga(POLICY, True, measure=False)
+    early = saga(forget, reader(tables), NOW + POLICY.retention - timedelta(milliseconds=1))
+    assert early == Effects(), "not before its time"
+    due = saga(forget, reader(tables), NOW + POLICY.retention)
+    assert due == Effects(writes=(Write(SAGAS, "o-1", None), Write(EXPIRY, entry, None)))
+    apply(tables, due)
+    assert tables == {}, "nothing of the saga is left"
+    assert saga(forget, reader(tables), NOW + POLICY.retention) == Effects(), "told twice, it does nothing"
+
+
+def test_a_saga_is_kept_its_retention_after_its_order_was_placed_if_that_is_later_than_its_end() -> None:
+    tables: dict[tuple[str, str], bytes] = {}
+    _ended(tables, placed_at=NOW + timedelta(hours=1))  # the producer's clock is an hour ahead
+    assert (EXPIRY, f"{format_time(NOW + timedelta(hours=1) + POLICY.retention)}|o-1") in tables
+
+
+def test_a_forget_told_under_an_older_retention_moves_the_entry_to_the_present_one() -> None:
+    tables: dict[tuple[str, str], bytes] = {}
+    _ended(tables)
+    old_entry = f"{format_time(NOW + POLICY.retention)}|o-1"
+    longer = dataclasses.replace(POLICY, retention=POLICY.retention * 2)
+    forget = record(ForgetSaga(order_id="o-1", entry=old_entry).encode(), b"o-1")
+    effects = handlers.saga(longer, True, measure=False)(forget, reader(tables), NOW + POLICY.retention)
+    new_entry = f"{format_time(NOW + longer.retention)}|o-1"
+    assert effects.writes == (Write(EXPIRY, new_entry, b"o-1"), Write(EXPIRY, old_entry, None))
+    assert effects.sends == ()
+
+
+def test_a_saga_in_progress_is_not_forgotten_and_has_no_expiry_entry() -> None:
+    tables: dict[tuple[str, str], bytes] = {}
+    saga = handlers.saga(POLICY, True, measure=False)
+    apply(tables, saga(record(order().encode(), b"o-1"), reader(tables), NOW))
+    assert not [key for key in tables if key[0] == EXPIRY]
+    forget = record(ForgetSaga(order_id="o-1", entry=f"{format_time(NOW)}|o-1").encode(), b"o-1")
+    assert saga(forget, reader(tables), NOW + 2 * POLICY.retention).writes == ()
+
+
+def test_a_reply_for_a_forgotten_saga_still_gives_back_a_hold() -> None:
+    late = record(StockReserved(order_id="o-1", sku="A", quantity=2).encode(), b"o-1")
+    effects = handlers.saga(POLICY, True, measure=False)(late, reader({}), NOW)
+    assert [send.message for send in effects.sends] == [commands.ReleaseStock(order_id="o-1", sku="A")]
+
+
+def test_an_order_placed_longer_ago_than_the_retention_is_refused_at_ingress_with_its_reason() -> None:
+    retention = timedelta(days=7)
+    handle = handlers.ingress("order-events", "internal", retention)
+    old = dataclasses.replace(order(), occurred_at=format_time(NOW - retention))
+    with pytest.raises(ExpiredOrder) as raised:
+        handle(record(old.encode(), b"o-1"), reader({}), NOW)
+    assert raised.value.reason == (
+        f"order o-1 was placed 7.0 days ago ({old.occurred_at}), longer than finished sagas are kept (7.0 days,"
+        " STREAMSAGA_SAGA_RETENTION): it may repeat a forgotten order")
+    recent = dataclasses.replace(order(), occurred_at=format_time(NOW - retention + timedelta(milliseconds=1)))
+    assert [send.key for send in handle(record(recent.encode(), b"o-1"), reader({}), NOW).sends] == ["o-1"]
+
+
+def test_the_saga_refuses_an_expired_order_only_when_it_has_no_saga_for_it() -> None:
+    tables: dict[tuple[str, str], bytes] = {}
+    _ended(tables)
+    saga = handlers.saga(POLICY, True, measure=False)
+    late = NOW + POLICY.retention
+    assert saga(record(order().encode(), b"o-1"), reader(tables), late).sends == (), "a copy of a kept one: nothing"
+    with pytest.raises(ExpiredOrder):
+        saga(record(order("o-2").encode(), b"o-2"), reader(tables), late)
+
+
+def test_the_timer_forgets_what_is_due_once_then_again_only_after_ten_intervals() -> None:
+    interval = timedelta(seconds=30)
+    entries = [f"{format_time(NOW - timedelta(seconds=1))}|o-1".encode(), f"{format_time(NOW)}|o-2",
+               f"{format_time(NOW + timedelta(seconds=1))}|o-3"]
+    effects, told = handlers.forgets_due(entries, NOW, {}, interval)
+    assert [send.message for send in effects.sends] == [
+        ForgetSaga(order_id="o-1", entry=entries[0].decode()),  # type: ignore[union-attr]
+        ForgetSaga(order_id="o-2", entry=str(entries[1])),
+    ]
+    assert {send.topic for send in effects.sends} == {commands.SAGA}
+    assert handlers.forgets_due(entries, NOW + 9 * interval, told, interval)[0].sends == (
+        Send(commands.SAGA, "o-3", ForgetSaga(order_id="o-3", entry=str(entries[2]))),)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,7 @@ DEFAULTS = {
     "log_level": "info",
     "local_brokers": 1,
     "local_workers": 1,
+    "saga_retention": "7d",
 }
 
 
@@ -211,6 +213,13 @@ def test_unparsable_values_raise_naming_the_variable(name: str, raw: str) -> Non
         ("timeout_check_interval_s", "0"),
         ("retry_attempts", "0"),
         ("bulk_restore_min_records", "-1"),
+        ("saga_retention", "0"),
+        ("saga_retention", "-1d"),
+        ("saga_retention", "3651d"),
+        ("saga_retention", "7 days"),
+        ("saga_retention", "nan"),
+        ("saga_retention", "inf"),
+        ("saga_retention", "d"),
     ],
 )
 def test_out_of_range_values_raise_naming_the_setting(name: str, raw: str) -> None:
@@ -293,3 +302,10 @@ def test_every_setting_is_documented_in_the_readme() -> None:
 
 def test_the_web_url_is_where_the_views_answer() -> None:
     assert Settings(web_host="127.0.0.2", web_port=7001).web_url == "http://127.0.0.2:7001"
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [
+    ("7d", 7 * 86400), ("12h", 43200), ("1.5h", 5400), ("30m", 1800), ("90s", 90), ("45", 45), (" 2D ", 172800),
+])
+def test_the_saga_retention_is_a_number_and_a_unit_or_seconds(raw: str, seconds: float) -> None:
+    assert Settings.from_env(env(saga_retention=raw)).saga_retention_time == timedelta(seconds=seconds)
