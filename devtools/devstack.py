@@ -34,7 +34,7 @@ from devtools.supervisor import GaveUp, Supervisor
 WORKER_START_TIMEOUT_S = 120.0
 ORDER_BODY = '{"customer_id":"customer-1","items":[{"sku":"SKU-EGGS","quantity":2,"unit_price":"3.00"}]}'
 ORDER_EVENT = (
-    '{"event_id":"e-42","event_type":"OrderPlaced","occurred_at":"2026-01-01T00:00:00Z","version":1,'
+    '{"event_id":"e-42","event_type":"OrderPlaced","occurred_at":"\'$(date -u +%FT%TZ)\'","version":1,'
     '"order_id":"order-42","customer_id":"customer-2",'
     '"items":[{"sku":"SKU-BREAD","quantity":1,"unit_price":"2.20"}],"total_amount":"2.20"}'
 )
