@@ -94,6 +94,8 @@ class BrokerConfig:
     replication: int = 1
     #: a second listener, SASL over TLS, as a managed Kafka has (``SecureListener``); None: plaintext only
     secure: SecureListener | None = None
+    #: more ``server.properties`` lines, over the defaults (a soak shortens segments and tombstone retention)
+    extra: tuple[tuple[str, str], ...] = ()
 
     @property
     def min_insync(self) -> int:
@@ -167,6 +169,7 @@ def server_properties(cfg: BrokerConfig) -> str:
     }
     if cfg.secure is not None:
         props.update(_secure_properties(cfg, cfg.secure, controller))
+    props.update(cfg.extra)
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
 

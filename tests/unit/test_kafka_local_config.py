@@ -69,6 +69,13 @@ def test_server_properties_single_replica_internal_topics(tmp_path: Path) -> Non
     assert props["transaction.state.log.num.partitions"] == "8"
 
 
+def test_extra_properties_are_added_and_win_over_the_defaults(tmp_path: Path) -> None:
+    cfg = BrokerConfig(data_dir=tmp_path, extra=(("log.segment.bytes", "1048576"), ("num.partitions", "2")))
+    props = _props(server_properties(cfg))
+
+    assert (props["log.segment.bytes"], props["num.partitions"]) == ("1048576", "2")
+
+
 def test_explicit_controller_port_and_partitions(tmp_path: Path) -> None:
     cfg = BrokerConfig(port=1000, controller_port=2000, partitions=3, data_dir=tmp_path)
     props = _props(server_properties(cfg))
