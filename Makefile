@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install tools run test test-unit sim lint bench soak profile clean
+.PHONY: install tools run test test-unit sim lint bench soak soak-retention profile clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -49,6 +49,9 @@ bench: $(BENCH_STAMP) ## Throughput, latency and recovery beside an aiokafka cei
 
 soak: $(STAMP) ## Repeated kill -9 runs at scale; exits 1 if any order is left without an outcome (SOAK_ARGS=--runs 6 ...)
 	$(PY) bench/soak.py $(SOAK_ARGS)
+
+soak-retention: $(STAMP) ## Steady orders for minutes: finished sagas are forgotten, so the saga tables level off (RETENTION_ARGS=--minutes 8 ...)
+	$(PY) bench/retention_soak.py $(RETENTION_ARGS)
 
 profile: $(STAMP) ## Where a worker's time goes on a backlog of orders, sampled by py-spy (PROFILE_ARGS=--orders 5000)
 	$(PY) bench/profile.py $(PROFILE_ARGS)
