@@ -16,9 +16,6 @@ the consumer also skips the app's own outputs (``app.own_outputs``).
   assignment once it is recovered, and none from the moment a rebalance begins.
 - Under exactly_once a transaction's offsets name the generation and member of the assignment the worker
   holds, never the coordinator's state of the moment (see ``RebalanceListener``).
-- Under exactly_once a changelog ends in a commit marker, which Faust waited for in two idle 5 s polls
-  at every start and takeover; recovery ends once the last committed record is read
-  (``tables.last_records``).
 """
 
 from __future__ import annotations
@@ -30,51 +27,21 @@ from typing import Any, cast
 
 import aiokafka
 from aiokafka.consumer.group_coordinator import GroupCoordinator
-from aiokafka.errors import KafkaError
 from faust.tables import TableManager as FaustTableManager
 from faust.tables.recovery import Recovery as FaustRecovery
 from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, CollectionT, ConsumerT
+from faust.types import TP, CollectionT
 from faust.types.tuples import ack_lock
 
 from agents.local_delivery import LocalDelivery
 from app.group_transactions import NO_GENERATION, fetch_stable_offsets
-from app.kafka_clients import client_options
 from app.own_outputs import SkippedAcks, SkippingScheduler
-from tables.last_records import last_committed_records
 from tables.uncommitted import wipe_partition
-
-#: how long finding the changelogs' last committed records may take before recovery goes on without them
-LAST_RECORDS_TIMEOUT_S = 15.0
 
 
 class Recovery(FaustRecovery):
     """Faust's recovery, with the seek to committed offsets before the input partitions resume."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        #: under exactly_once, each changelog partition's last committed record (-1: none)
-        self.last_records: dict[TP, int] = {}
-
-    async def _build_highwaters(self, consumer: ConsumerT, tps: set[TP], destination: Counter[TP],
-                                title: str) -> None:
-        """Faust's ends of the changelogs and, under exactly_once, where their last committed records are."""
-        await super()._build_highwaters(consumer, tps, destination, title)
-        if not self.app.in_transaction:
-            return
-        ends = {aiokafka.TopicPartition(tp.topic, tp.partition): destination[tp] + 1 for tp in tps
-                if tp in destination}
-        for tp in tps:
-            self.last_records.pop(tp, None)
-        options = client_options(self.app.settings)  # type: ignore[attr-defined]  # app.faust_app.App's
-        try:
-            found = await asyncio.wait_for(last_committed_records(options, ends), LAST_RECORDS_TIMEOUT_S)
-        except (TimeoutError, KafkaError, OSError) as exc:
-            self.log.warning("Could not find the changelogs' last committed records (%s: %s); recovery waits "
-                             "for Faust's idle check instead", type(exc).__name__, exc)
-            return
-        self.last_records.update({TP(tp.topic, tp.partition): offset for tp, offset in found.items()})
 
     def _add(self, table: CollectionT, tp: TP, offsets: Counter[TP]) -> None:
         """Faust's taking up of a changelog partition, once emptied if an aborted transaction wrote to it:
@@ -85,22 +52,6 @@ class Recovery(FaustRecovery):
             self.log.warning("Rebuilding %s[%s] from its changelog: it held aborted changes (%s keys dropped)",
                              tp.topic, tp.partition, keys)
         super()._add(table, tp, offsets)
-
-    def active_remaining(self) -> Counter[TP]:
-        """Faust's count, where a partition whose last committed record is read has nothing left."""
-        return self._past_last_record(super().active_remaining(), self.active_offsets)
-
-    def standby_remaining(self) -> Counter[TP]:
-        """Faust's count, where a partition whose last committed record is read has nothing left."""
-        return self._past_last_record(super().standby_remaining(), self.standby_offsets)
-
-    def _past_last_record(self, remaining: Counter[TP], offsets: Counter[TP]) -> Counter[TP]:
-        """Only markers follow a partition's last committed record: once that is read, nothing remains."""
-        for tp in remaining:
-            last = self.last_records.get(tp)
-            if last is not None and offsets.get(tp) is not None and offsets[tp] >= last:
-                remaining[tp] = 0
-        return remaining
 
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         """The end of a recovery that read changelogs: tables told, inputs seeked, then resumed."""

@@ -221,21 +221,3 @@ def test_a_rebalance_ends_handling_in_place_before_faust_hears_of_it(
     monkeypatch.setattr(faust_aiokafka.Consumer, callback, faust_s)
     asyncio.run(getattr(app.consumer, callback)({TP(topic, 0)}))
     assert heard == [False]
-
-
-def test_a_changelog_whose_last_committed_record_is_read_has_nothing_left(tmp_path: Path) -> None:
-    """Only commit markers follow it; Faust alone counts them as records still to come."""
-    app = build(Settings(data_dir=tmp_path, processing_guarantee="exactly_once"))
-    recovery = _recovery(app)
-    read, behind, unknown, empty = (TP("t-changelog", n) for n in range(4))
-    recovery.active_highwaters.update({read: 10, behind: 10, unknown: 10, empty: -1})
-    recovery.active_offsets.update({read: 8, behind: 5, unknown: 8, empty: -1})
-    recovery.last_records.update({read: 8, behind: 8, empty: -1})
-
-    remaining = recovery.active_remaining()
-
-    assert (remaining[read], remaining[behind], remaining[unknown], remaining[empty]) == (0, 5, 2, 0)
-    recovery.active_offsets[behind] = 8
-    assert recovery.need_recovery()  # the partition with no last record known waits for its highwater, as in Faust
-    recovery.active_offsets[unknown] = 10
-    assert not recovery.need_recovery()
