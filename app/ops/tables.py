@@ -16,7 +16,7 @@ import dataclasses
 import shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -89,6 +89,9 @@ class History:
     orders: dict[str, OrderPlaced] = field(default_factory=dict)
     outcomes: dict[str, OrderConfirmed | OrderCancelled] = field(default_factory=dict)
     customers: dict[str, UserRegistered] = field(default_factory=dict)
+    #: orders that reached the topic longer after they were placed than finished sagas are kept: the worker
+    #: dead-letters them (``ExpiredOrder``), so they have no saga and no outcome
+    expired: set[str] = field(default_factory=set)
 
     @property
     def in_progress(self) -> list[str]:
@@ -99,6 +102,19 @@ class History:
         """The orders that went through."""
         return [self.orders[o] for o, end in self.outcomes.items() if isinstance(end, OrderConfirmed)
                 and o in self.orders]
+
+
+def arrived_expired(order: OrderPlaced, timestamp_ms: int, retention: timedelta) -> bool:
+    """Whether an order reached its topic at least ``retention`` after it was placed: the worker, which reads it
+    no sooner, refuses it then."""
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC) - parse_time(order.occurred_at) >= retention
+
+
+def forgotten(order: OrderPlaced, outcome: OrderConfirmed | OrderCancelled, now: datetime,
+              retention: timedelta) -> bool:
+    """Whether a saga is past its retention (after it ended, or after its order was placed if later), so a
+    view that no longer has it is right."""
+    return now >= max(parse_time(outcome.occurred_at), parse_time(order.occurred_at)) + retention
 
 
 async def read_history(settings: Settings) -> History:
@@ -129,7 +145,13 @@ async def read_history(settings: Settings) -> History:
         elif isinstance(event, FundsAdded):
             history.funded[event.customer_id] += event.amount
         elif isinstance(event, OrderPlaced):
-            history.orders.setdefault(event.order_id, event)
+            if event.order_id in history.orders:
+                continue
+            if arrived_expired(event, record.timestamp_ms, settings.saga_retention_time):
+                history.expired.add(event.order_id)
+            else:
+                history.orders[event.order_id] = event
+                history.expired.discard(event.order_id)
         elif isinstance(event, OrderConfirmed | OrderCancelled):
             history.outcomes.setdefault(event.order_id, event)
         elif isinstance(event, UserRegistered):
@@ -159,6 +181,8 @@ async def audit(settings: Settings, url: str, wait: float) -> int:
         print(problem)
     checked = (f"{len(set(history.added) | _ordered_skus(history))} skus, {len(history.funded)} wallets, "
                f"{len(history.orders)} orders, {len(history.customers)} customers")
+    if history.expired:
+        checked += f" ({len(history.expired)} orders placed longer ago than the saga retention left out)"
     if problems:
         print(f"audit FAILED: {len(problems)} differences ({checked} checked)")
         if history.in_progress:
@@ -175,7 +199,7 @@ async def _differences(settings: Settings, views: Views, history: History) -> li
     problems += await _stock(views, history)
     if settings.payment_mode == "internal":
         problems += await _wallets(views, history)
-    problems += await _sagas(views, history)
+    problems += await _sagas(views, history, settings.saga_retention_time)
     problems += await _customers(views, history)
     problems += await _stats(views, history)
     return problems
@@ -244,12 +268,15 @@ async def _wallets(views: Views, history: History) -> list[str]:
     return problems
 
 
-async def _sagas(views: Views, history: History) -> list[str]:
+async def _sagas(views: Views, history: History, retention: timedelta) -> list[str]:
     ended = sorted(order_id for order_id in history.orders if order_id in history.outcomes)
     answers = await views.many([f"/orders/{order_id}" for order_id in ended], "checking sagas")
     problems = []
+    now = datetime.now(UTC)
     for order_id, (status, body) in zip(ended, answers, strict=True):
         outcome = history.outcomes[order_id]
+        if status == 404 and forgotten(history.orders[order_id], outcome, now, retention):
+            continue  # past its retention: removed, as it should be
         want = ("COMPLETED", None) if isinstance(outcome, OrderConfirmed) else \
             ("TIMED_OUT" if outcome.reason == "TIMEOUT" else "FAILED", outcome.reason)
         got = (body.get("status"), body.get("reason")) if status == 200 else (f"HTTP {status}", None)
