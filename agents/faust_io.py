@@ -14,7 +14,8 @@ from faust.streams import _current_event
 from faust.types import AppT, StreamT, TopicT
 
 from agents.executor import Executor, Headers
-from app.transactions import CommitGate, sending_for_inputs
+from app.commit_gate import CommitGate
+from app.transactions import sending_for_inputs
 from models.effects import Incoming, opened
 from models.handlers import Handler
 

@@ -14,8 +14,9 @@ from faust.web.drivers import aiohttp as faust_aiohttp
 
 from agents.faust_io import consumed_from
 from agents.local_delivery import LocalDelivery
+from app.commit_gate import CommitGate
 from app.kafka_clients import faust_credentials
-from app.transactions import CommitGate, Transport
+from app.transactions import Transport
 from config.settings import Settings
 from tables.held_changelog import Table
 from tables.recovery import TableManager

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from functools import cached_property
@@ -29,13 +29,13 @@ from faust.transport.producer import ProducerBuffer
 from faust.types import TP, FutureMessage, RecordMetadata, TransportT
 from faust.types.tuples import HeadersArg
 
+from app.commit_gate import CommitGate
 from app.group_transactions import GroupFenced, commit_offsets_with_generation
 from app.local_state import distrust_table_state
 from tables.held_changelog import Table
 from tables.recovery import Consumer
 from tables.uncommitted import Uncommitted
 
-Flusher = Callable[[], Awaitable[None]]
 #: whether a send is made for inputs being handled, though outside their handling (held envelopes)
 _FOR_INPUTS: ContextVar[bool] = ContextVar("streamsaga_for_inputs", default=False)
 
@@ -52,70 +52,6 @@ def sending_for_inputs() -> Iterator[None]:
 
 class TransactionFailed(Exception):
     """The worker's transaction can neither commit nor go on: the worker stops, and rebuilds its tables."""
-
-
-class CommitGate:
-    """Keeps a commit out of the middle of a message, and sends what the agents hold before it.
-
-    Faust commits on a timer, whatever the agents are doing. A commit between a message's table
-    writes and its sends would commit the change but leave the sends in the next transaction; a
-    crash before that one commits aborts them, and the redelivered message then finds its change
-    done and sends nothing. So a commit waits until no message is half done, and no message starts
-    while a commit runs. Sends an agent holds in envelopes (``agents.envelopes``) belong to inputs
-    whose offsets the commit may hold: each agent's flusher sends them first.
-    """
-
-    def __init__(self) -> None:
-        self._busy = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._open = asyncio.Event()
-        self._open.set()
-        self._flushers: set[Flusher] = set()
-        self._last: list[Flusher] = []
-
-    def always(self, flusher: Flusher) -> None:
-        """``flusher`` runs before every commit, after the agents' (a table's held changelog writes)."""
-        self._last.append(flusher)
-
-    @contextmanager
-    def flushing(self, flusher: Flusher) -> Iterator[None]:
-        """While inside, ``flusher`` sends what an agent holds before each commit."""
-        self._flushers.add(flusher)
-        try:
-            yield
-        finally:
-            self._flushers.discard(flusher)
-
-    @asynccontextmanager
-    async def message(self) -> AsyncIterator[None]:
-        """Around the whole handling of one message."""
-        await self._open.wait()
-        self._busy += 1
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self._busy -= 1
-            if not self._busy:
-                self._idle.set()
-
-    @asynccontextmanager
-    async def commit(self) -> AsyncIterator[None]:
-        """Around a commit: new messages wait, the ones under way finish first, then what is held is sent."""
-        self._open.clear()
-        try:
-            await self._idle.wait()
-            for flusher in [*self._flushers, *self._last]:
-                await flusher()
-            yield
-        finally:
-            self._open.set()
-
-    async def flush(self) -> None:
-        """Send what the agents hold, between messages (before an at_least_once commit)."""
-        async with self.commit():
-            pass
 
 
 class WorkerTransactionManager(TransactionManager):

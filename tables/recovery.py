@@ -33,8 +33,10 @@ from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, CollectionT
 from faust.types.tuples import ack_lock
+from mode import Service
 
 from agents.local_delivery import LocalDelivery
+from app.commit_gate import commit_due
 from app.group_transactions import NO_GENERATION, fetch_stable_offsets
 from app.own_outputs import SkippedAcks, SkippingScheduler
 from tables.uncommitted import wipe_partition
@@ -262,6 +264,14 @@ class Consumer(faust_aiokafka.Consumer):
         if not self.in_transaction:
             await self.app.commit_gate.flush()  # type: ignore[attr-defined]  # app.faust_app.App has one
         return await super()._commit_offsets(offsets, start_new_transaction)
+
+    @Service.task
+    async def _commit_handler(self) -> None:
+        """Faust's commit timer, which under exactly_once also commits once the worker has handled all it had."""
+        gate = self.app.commit_gate  # type: ignore[attr-defined]  # app.faust_app.App has one
+        while not self.should_stop:
+            await commit_due(gate, self.commit_interval, early=self.in_transaction)
+            await self.commit()
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)

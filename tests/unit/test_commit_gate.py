@@ -1,10 +1,11 @@
-"""The commit gate: no transaction ends in the middle of a message."""
+"""The commit gate: no transaction ends in the middle of a message, and a settled worker commits early."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from app.transactions import CommitGate
+from app.commit_gate import MIN_COMMIT_GAP_S, CommitGate, commit_due
 
 
 def test_a_commit_waits_for_the_message_under_way_and_the_next_message_waits_for_the_commit() -> None:
@@ -48,3 +49,84 @@ def test_messages_run_side_by_side_when_no_commit_is_waiting() -> None:
 
     asyncio.run(scenario())
     assert order == ["a in", "b in", "a out", "b out"]
+
+
+async def _handled(gate: CommitGate) -> None:
+    async with gate.message():
+        await asyncio.sleep(0)
+
+
+async def _done_within(aw: Any, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(aw, seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_a_gate_with_nothing_handled_since_the_last_commit_never_settles() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        gate = CommitGate()
+        before_any = await _done_within(gate.settled(0.001), 0.05)
+        await _handled(gate)
+        async with gate.commit():
+            pass
+        after_the_commit = await _done_within(gate.settled(0.001), 0.05)
+        return before_any, after_the_commit
+
+    assert asyncio.run(scenario()) == (False, False)
+
+
+def test_a_gate_settles_once_messages_stop_coming_for_the_quiet_time() -> None:
+    async def scenario() -> tuple[float, float]:
+        gate = CommitGate()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        settled = asyncio.ensure_future(gate.settled(0.03))
+        for _ in range(5):  # a message every 10 ms keeps it from settling
+            await _handled(gate)
+            await asyncio.sleep(0.01)
+        last = loop.time()
+        await asyncio.wait_for(settled, 2.0)
+        return last - start, loop.time() - last
+
+    busy_for, settled_after = asyncio.run(scenario())
+    assert busy_for >= 0.05
+    assert 0.015 <= settled_after < 0.2
+
+
+def test_under_exactly_once_a_commit_is_due_once_the_worker_settles_not_at_the_interval() -> None:
+    async def scenario() -> float:
+        gate = CommitGate()
+        await _handled(gate)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await asyncio.wait_for(commit_due(gate, 5.0, early=True), 2.0)
+        return loop.time() - start
+
+    waited = asyncio.run(scenario())
+    assert MIN_COMMIT_GAP_S * 0.9 <= waited < 1.0
+
+
+def test_a_worker_with_nothing_handled_commits_at_the_interval() -> None:
+    async def scenario(early: bool) -> float:
+        gate = CommitGate()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await commit_due(gate, 0.1, early=early)
+        return loop.time() - start
+
+    assert asyncio.run(scenario(True)) >= 0.09
+    assert asyncio.run(scenario(False)) >= 0.09
+
+
+def test_under_at_least_once_a_commit_waits_for_the_interval_even_when_settled() -> None:
+    async def scenario() -> float:
+        gate = CommitGate()
+        await _handled(gate)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await commit_due(gate, 0.2, early=False)
+        return loop.time() - start
+
+    assert asyncio.run(scenario()) >= 0.19

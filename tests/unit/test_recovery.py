@@ -221,3 +221,43 @@ def test_a_rebalance_ends_handling_in_place_before_faust_hears_of_it(
     monkeypatch.setattr(faust_aiokafka.Consumer, callback, faust_s)
     asyncio.run(getattr(app.consumer, callback)({TP(topic, 0)}))
     assert heard == [False]
+
+
+def _commits_after_one_message(tmp_path: Path, guarantee: str) -> float:
+    """Seconds from a message's end to the worker's next commit, with a 1 s commit interval."""
+    app = build(Settings(data_dir=tmp_path, processing_guarantee=guarantee, commit_interval_s=1.0))
+    app.in_worker = True  # what ``streamsaga worker`` sets before the consumer is made; Faust's in_transaction asks it
+    consumer = app.consumer
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        committed = loop.create_future()
+
+        async def commit(*args: Any, **kwargs: Any) -> bool:
+            if not committed.done():
+                committed.set_result(loop.time())
+            return True
+
+        consumer.commit = commit  # type: ignore[method-assign]
+        timer = asyncio.ensure_future(consumer._commit_handler(consumer))
+        await asyncio.sleep(1.1)  # past the first interval, with nothing handled
+        committed = loop.create_future()
+        async with app.commit_gate.message():
+            pass
+        handled = loop.time()
+        try:
+            return await asyncio.wait_for(committed, 3.0) - handled
+        finally:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+
+    return asyncio.run(scenario())
+
+
+def test_under_exactly_once_the_worker_commits_as_soon_as_it_has_handled_all_it_had(tmp_path: Path) -> None:
+    assert _commits_after_one_message(tmp_path, "exactly_once") < 0.5
+
+
+def test_under_at_least_once_the_worker_commits_on_the_timer(tmp_path: Path) -> None:
+    assert _commits_after_one_message(tmp_path, "at_least_once") > 0.5
