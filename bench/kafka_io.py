@@ -77,6 +77,53 @@ async def terminal_times(bootstrap: str, topic: str, wanted: set[str], timeout: 
         await consumer.stop()
 
 
+class OutcomeWatch:
+    """Follows a topic from its end as a ``read_committed`` reader: when each order's outcome became readable.
+
+    A record's timestamp is when the worker wrote it; under exactly_once a reader sees it only once its
+    transaction commits, which is what a user of the outcome waits for.
+    """
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="latest",
+                                          enable_auto_commit=False, group_id=None,
+                                          isolation_level="read_committed", fetch_max_wait_ms=100)
+        self._topic = topic
+        #: order id -> (wall time it was read, the record's timestamp), in seconds
+        self.seen: dict[str, tuple[float, float]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start at the topic's end now, so every outcome written from here on is seen."""
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self._topic) or set()
+        for partition in partitions:  # resolve "latest" before anything is sent
+            await self._consumer.position(TopicPartition(self._topic, partition))
+        self._task = asyncio.ensure_future(self._follow())
+
+    async def _follow(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=100, max_records=20_000)
+            now = time.time()
+            for messages in batch.values():
+                for message in messages:
+                    if message.value and any(marker in message.value for marker in TERMINAL):
+                        order_id = orjson.loads(message.value)["order_id"]
+                        self.seen.setdefault(order_id, (now, message.timestamp / 1000))
+
+    async def wait_for(self, wanted: set[str], timeout: float) -> None:
+        """Until every wanted order's outcome was read, or ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not wanted <= self.seen.keys() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+
 async def arrival_span(bootstrap: str, topic: str, count: int, timeout: float,
                        progress: Callable[[int], None] | None = None) -> float:
     """Follow ``topic`` until ``count`` records are there; seconds from the first record's time to the last's."""
