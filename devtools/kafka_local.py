@@ -165,6 +165,9 @@ def server_properties(cfg: BrokerConfig) -> str:
         "transaction.state.log.min.isr": min_isr,
         "transaction.state.log.num.partitions": "8",
         "group.initial.rebalance.delay.ms": "0",
+        # a dead worker's open transaction holds back read_committed readers until the coordinator aborts
+        # it: checked every 10 s by default, after the transaction's own timeout
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
         "auto.create.topics.enable": "false",
     }
     if cfg.secure is not None:

@@ -120,6 +120,10 @@ class TableManager(FaustTableManager):
         return cast(Recovery, self._recovery)
 
 
+#: how long the broker may hold a worker's fetch when there is nothing new to read
+FETCH_MAX_WAIT_MS = 100
+
+
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's consumer thread, asking the broker where each partition ends, and for stable offsets only.
 
@@ -136,6 +140,16 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         coordinator = self._ensure_consumer()._coordinator
         if self.consumer.in_transaction and isinstance(coordinator, GroupCoordinator):
             fetch_stable_offsets(coordinator)
+
+    def _create_worker_consumer(self, transport: faust_aiokafka.Transport) -> aiokafka.AIOKafkaConsumer:
+        """Faust's consumer, whose fetches the broker holds at most ``FETCH_MAX_WAIT_MS`` (Faust: 1.5 s).
+
+        A broker answers the requests of one connection in turn, so every offset lookup of a recovery
+        waited behind the long poll of the fetch before it.
+        """
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         return cast(Mapping[TP, int], await self._ensure_consumer().end_offsets(partitions))

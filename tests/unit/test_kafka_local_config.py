@@ -69,6 +69,12 @@ def test_server_properties_single_replica_internal_topics(tmp_path: Path) -> Non
     assert props["transaction.state.log.num.partitions"] == "8"
 
 
+def test_a_dead_workers_timed_out_transaction_is_aborted_within_a_second_of_its_timeout(tmp_path: Path) -> None:
+    props = _props(server_properties(BrokerConfig(data_dir=tmp_path)))
+
+    assert props["transaction.abort.timed.out.transaction.cleanup.interval.ms"] == "1000"
+
+
 def test_extra_properties_are_added_and_win_over_the_defaults(tmp_path: Path) -> None:
     cfg = BrokerConfig(data_dir=tmp_path, extra=(("log.segment.bytes", "1048576"), ("num.partitions", "2")))
     props = _props(server_properties(cfg))

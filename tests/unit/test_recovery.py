@@ -15,7 +15,7 @@ from faust.types import TP
 
 from app.composition import build
 from config.settings import Settings
-from tables.recovery import ConsumerThread, Recovery
+from tables.recovery import FETCH_MAX_WAIT_MS, ConsumerThread, Recovery
 
 
 class RecordingConsumer:
@@ -261,3 +261,16 @@ def test_under_exactly_once_the_worker_commits_as_soon_as_it_has_handled_all_it_
 
 def test_under_at_least_once_the_worker_commits_on_the_timer(tmp_path: Path) -> None:
     assert _commits_after_one_message(tmp_path, "at_least_once") > 0.5
+
+
+def test_the_broker_holds_a_workers_fetch_briefly_so_offset_lookups_on_its_connection_do_not_wait(
+    tmp_path: Path,
+) -> None:
+    app = build(Settings(data_dir=tmp_path))
+    app.in_worker = True  # what ``streamsaga worker`` sets before the consumer is made
+
+    async def made() -> Any:
+        thread = app.consumer._new_consumer_thread()  # type: ignore[attr-defined]  # tables.recovery.Consumer's
+        return thread._create_worker_consumer(app.transport)
+
+    assert asyncio.run(made())._fetch_max_wait_ms == FETCH_MAX_WAIT_MS <= 100
