@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.admin import until_led
@@ -53,6 +53,14 @@ async def end_offsets(bootstrap: str, topics: list[str]) -> dict[str, int]:
         await consumer.stop()
 
 
+def _outcomes(batch: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> Iterator[tuple[str, float]]:
+    """(order id, record time in s) of each order outcome in a fetched batch."""
+    for messages in batch.values():
+        for message in messages:
+            if message.value and any(marker in message.value for marker in TERMINAL):
+                yield orjson.loads(message.value)["order_id"], message.timestamp / 1000
+
+
 async def terminal_times(bootstrap: str, topic: str, wanted: set[str], timeout: float,
                          progress: Callable[[int], None] | None = None) -> dict[str, float]:
     """Follow ``topic`` from the start until every wanted order has its outcome; order id -> record time (s)."""
@@ -64,12 +72,9 @@ async def terminal_times(bootstrap: str, topic: str, wanted: set[str], timeout: 
     try:
         while len(seen) < len(wanted) and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500, max_records=20_000)
-            for messages in batch.values():
-                for message in messages:
-                    if message.value and any(marker in message.value for marker in TERMINAL):
-                        order_id = orjson.loads(message.value)["order_id"]
-                        if order_id in wanted and order_id not in seen:
-                            seen[order_id] = message.timestamp / 1000
+            for order_id, timestamp in _outcomes(batch):
+                if order_id in wanted and order_id not in seen:
+                    seen[order_id] = timestamp
             if progress is not None:
                 progress(len(seen))
         return seen
@@ -105,11 +110,8 @@ class OutcomeWatch:
         while True:
             batch = await self._consumer.getmany(timeout_ms=100, max_records=20_000)
             now = time.time()
-            for messages in batch.values():
-                for message in messages:
-                    if message.value and any(marker in message.value for marker in TERMINAL):
-                        order_id = orjson.loads(message.value)["order_id"]
-                        self.seen.setdefault(order_id, (now, message.timestamp / 1000))
+            for order_id, timestamp in _outcomes(batch):
+                self.seen.setdefault(order_id, (now, timestamp))
 
     async def wait_for(self, wanted: set[str], timeout: float) -> None:
         """Until every wanted order's outcome was read, or ``timeout`` seconds."""

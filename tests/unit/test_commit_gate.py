@@ -95,38 +95,28 @@ def test_a_gate_settles_once_messages_stop_coming_for_the_quiet_time() -> None:
     assert 0.015 <= settled_after < 0.2
 
 
-def test_under_exactly_once_a_commit_is_due_once_the_worker_settles_not_at_the_interval() -> None:
+def _waited_for_commit(interval: float, *, early: bool, handled: bool) -> float:
+    """Seconds ``commit_due`` waited, with one message handled before it or none."""
     async def scenario() -> float:
         gate = CommitGate()
-        await _handled(gate)
+        if handled:
+            await _handled(gate)
         loop = asyncio.get_running_loop()
         start = loop.time()
-        await asyncio.wait_for(commit_due(gate, 5.0, early=True), 2.0)
+        await asyncio.wait_for(commit_due(gate, interval, early=early), interval + 2.0)
         return loop.time() - start
 
-    waited = asyncio.run(scenario())
-    assert MIN_COMMIT_GAP_S * 0.9 <= waited < 1.0
+    return asyncio.run(scenario())
+
+
+def test_under_exactly_once_a_commit_is_due_once_the_worker_settles_not_at_the_interval() -> None:
+    assert MIN_COMMIT_GAP_S * 0.9 <= _waited_for_commit(5.0, early=True, handled=True) < 1.0
 
 
 def test_a_worker_with_nothing_handled_commits_at_the_interval() -> None:
-    async def scenario(early: bool) -> float:
-        gate = CommitGate()
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        await commit_due(gate, 0.1, early=early)
-        return loop.time() - start
-
-    assert asyncio.run(scenario(True)) >= 0.09
-    assert asyncio.run(scenario(False)) >= 0.09
+    assert _waited_for_commit(0.1, early=True, handled=False) >= 0.09
+    assert _waited_for_commit(0.1, early=False, handled=False) >= 0.09
 
 
 def test_under_at_least_once_a_commit_waits_for_the_interval_even_when_settled() -> None:
-    async def scenario() -> float:
-        gate = CommitGate()
-        await _handled(gate)
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        await commit_due(gate, 0.2, early=False)
-        return loop.time() - start
-
-    assert asyncio.run(scenario()) >= 0.19
+    assert _waited_for_commit(0.2, early=False, handled=True) >= 0.19
