@@ -12,6 +12,10 @@ the consumer also skips the app's own outputs (``app.own_outputs``).
 - A fetch still waiting in the consumer thread when a rebalance stops Faust's fetcher goes on after the
   rebalance and takes the first records of the new assignment, past the seek, for a caller who is gone.
   Those partitions were never consumed again (orders stuck after a group member died). We rewind them.
+- Faust's fetch is handed its live set of active partitions, and drains every partition aiokafka read
+  ahead when the set is empty, as it is a moment at the end of a recovery: records of inputs still paused
+  were dropped, and where the seek had come first they were lost (orders placed while a worker was down,
+  never handled). The fetch takes a copy, and gives back what Faust would not deliver.
 - Under exactly_once the internal partitions handled in place (``agents.local_delivery``) are those of an
   assignment once it is recovered, and none from the moment a rebalance begins.
 - Under exactly_once a transaction's offsets name the generation and member of the assignment the worker
@@ -161,24 +165,42 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         timeout: float | None = None,
         max_records: int | None = None,
     ) -> RecordMap:
-        """Faust's fetch, giving back what it took if a rebalance began while it waited.
+        """Faust's fetch, of the partitions active when it begins, giving back what Faust would not deliver.
 
-        Faust stops its fetcher when a rebalance starts, but the fetch it was awaiting here is not
+        Faust hands the fetch its own live set of active partitions, and aiokafka drains every partition it
+        has buffered when that set is empty. Recovery empties it when it pauses the changelogs at its end,
+        the inputs being paused still: a fetch waiting then took the records aiokafka had read ahead on
+        the inputs, Faust dropped them, and where the seek to committed offsets had already passed that
+        partition nothing brought them back. The first record after them made a gap, committed: orders
+        placed while the worker was down were never handled. So the fetch asks for a copy of the set.
+
+        Faust also stops its fetcher when a rebalance starts, but the fetch it was awaiting here is not
         cancelled: it waits out the rebalance and takes records from the new positions the recovery has
-        just seeked to, for a caller who is gone. Those partitions' positions then lie past records
-        nobody processes. Rewinding each to its first record taken leaves them as if never fetched.
+        just seeked to, for a caller who is gone. Records of a partition paused while the fetch waited are
+        dropped the same way. Rewinding each such partition to its first record taken leaves it as if
+        never fetched.
         """
         app = self.consumer.app
         generation = app.consumer_generation_id
-        records = await super()._fetch_records(consumer, active_partitions, timeout, max_records)
-        if records and (app.consumer_generation_id != generation or not self.consumer.flow_active):
-            assigned = consumer.assignment()
-            rewound = {tp: batch[0].offset for tp, batch in records.items() if batch and tp in assigned}
-            for tp, offset in rewound.items():
-                consumer.seek(tp, offset)
-            self.log.info("Gave back records fetched across a rebalance: %s", sorted(rewound.items()))
+        wanted = frozenset(active_partitions)  # one step under the GIL, though the event loop's thread changes it
+        if not wanted:
             return {}
-        return records
+        records = await super()._fetch_records(consumer, cast(set[TP], wanted), timeout, max_records)
+        if not records:
+            return records
+        owner = cast(Consumer, self.consumer)
+        if app.consumer_generation_id != generation or not owner.flow_active:
+            undelivered, why = set(records), "fetched across a rebalance"
+        else:
+            undelivered, why = {tp for tp in records if not owner.still_active(tp)}, "of partitions paused"
+        if not undelivered:
+            return records
+        assigned = consumer.assignment()
+        rewound = {tp: records[tp][0].offset for tp in undelivered if records[tp] and tp in assigned}
+        for tp, offset in rewound.items():
+            consumer.seek(tp, offset)
+        self.log.info("Gave back records %s: %s", why, sorted(rewound.items()))
+        return {tp: batch for tp, batch in records.items() if tp not in undelivered}
 
 
 class RebalanceListener(faust_aiokafka.ConsumerRebalanceListener):
@@ -225,6 +247,10 @@ class Consumer(faust_aiokafka.Consumer):
     def group_metadata(self) -> tuple[int, str]:
         """The generation and member id of the assignment this worker holds, which its offsets are read in."""
         return self.assigned_in
+
+    def still_active(self, tp: TP) -> bool:
+        """Whether Faust hands the records of ``tp`` it has fetched to the agents, asked from the consumer thread."""
+        return tp in (self._active_partitions or ()) or tp in self._buffered_partitions
 
     def deliverable(self, tp: TP, generation: int) -> bool:
         """Faust's test in ``getmany`` of whether a record it takes next goes to the agents."""

@@ -115,10 +115,12 @@ class RecordingAiokafka:
         self._fetcher = self
         self._subscriptions = SimpleNamespace(fetch_context=contextlib.nullcontext)
         self.seeks: list[tuple[TP, int]] = []
+        self.asked: list[Any] = []
 
     async def fetched_records(self, partitions: set[TP], timeout: float, max_records: int | None) -> Any:
+        self.asked.append(partitions)
         self._during_wait()
-        return self._records
+        return {tp: batch for tp, batch in self._records.items() if not partitions or tp in partitions}
 
     def assignment(self) -> set[TP]:
         return {TP("replies", 0), TP("replies", 1)}
@@ -127,16 +129,18 @@ class RecordingAiokafka:
         self.seeks.append((tp, offset))
 
 
-def _fetch(during_wait: Any) -> tuple[Any, RecordingAiokafka]:
-    """What the consumer thread hands Faust for a fetch of two partitions, and the seeks it made."""
+def _fetch(during_wait: Any, active: set[TP] | None = None) -> tuple[Any, RecordingAiokafka]:
+    """What the consumer thread hands Faust for a fetch of two partitions (or ``active``), and the seeks it made."""
     records = {TP("replies", 0): [SimpleNamespace(offset=21), SimpleNamespace(offset=22)],
                TP("replies", 1): [SimpleNamespace(offset=7)]}
-    app = SimpleNamespace(consumer_generation_id=2)
+    active = set(records) if active is None else active
+    app = SimpleNamespace(consumer_generation_id=2, active=active)
     consumer = RecordingAiokafka(records, lambda: during_wait(app))
     thread = ConsumerThread.__new__(ConsumerThread)  # no thread: only the fetch
-    thread.consumer = SimpleNamespace(app=app, flow_active=True)  # type: ignore[assignment]
+    thread.consumer = SimpleNamespace(  # type: ignore[assignment]
+        app=app, flow_active=True, still_active=lambda tp: tp in active)
     thread.log = logging.getLogger(__name__)  # type: ignore[assignment]  # a service sets it when it starts
-    fetched = asyncio.run(thread._fetch_records(consumer, set(records), timeout=1.0))  # type: ignore[arg-type]
+    fetched = asyncio.run(thread._fetch_records(consumer, active, timeout=1.0))  # type: ignore[arg-type]
     return fetched, consumer
 
 
@@ -155,6 +159,35 @@ def test_records_fetched_within_one_generation_reach_faust() -> None:
 
     assert [r.offset for r in fetched[TP("replies", 0)]] == [21, 22]
     assert consumer.seeks == []
+
+
+def test_a_fetch_asks_for_the_partitions_active_when_it_began_though_they_are_paused_meanwhile() -> None:
+    """aiokafka drains every partition it read ahead when asked for none; recovery empties the set at its end."""
+    def pause_all(app: Any) -> None:
+        app.active.clear()
+
+    fetched, consumer = _fetch(pause_all, active={TP("replies", 1)})
+
+    assert consumer.asked == [{TP("replies", 1)}]
+    assert fetched == {}
+    assert consumer.seeks == [(TP("replies", 1), 7)]
+
+
+def test_records_of_a_partition_paused_while_the_fetch_waited_are_given_back() -> None:
+    def pause_one(app: Any) -> None:
+        app.active.discard(TP("replies", 0))
+
+    fetched, consumer = _fetch(pause_one)
+
+    assert list(fetched) == [TP("replies", 1)]
+    assert consumer.seeks == [(TP("replies", 0), 21)]
+
+
+def test_a_fetch_begun_with_no_partition_active_takes_nothing() -> None:
+    fetched, consumer = _fetch(lambda app: None, active=set())
+
+    assert fetched == {}
+    assert consumer.asked == []
 
 
 def _internal_topic(app: Any) -> str:
