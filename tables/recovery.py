@@ -16,6 +16,9 @@ the consumer also skips the app's own outputs (``app.own_outputs``).
   ahead when the set is empty, as it is a moment at the end of a recovery: records of inputs still paused
   were dropped, and where the seek had come first they were lost (orders placed while a worker was down,
   never handled). The fetch takes a copy, and gives back what Faust would not deliver.
+- Under exactly_once Faust's recovery of a changelog waits out two 5 s quiet spells after its last record
+  (the changelog ends with a commit marker no consumer is given); the spells are 0.5 s once every changelog
+  record handed to Faust has reached recovery (``ChangelogQueue``).
 - Under exactly_once the internal partitions handled in place (``agents.local_delivery``) are those of an
   assignment once it is recovered, and none from the moment a rebalance begins.
 - Under exactly_once a transaction's offsets name the generation and member of the assignment the worker
@@ -38,6 +41,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, CollectionT
 from faust.types.tuples import ack_lock
 from mode import Service
+from mode.utils.queues import ThrowableQueue
 
 from agents.local_delivery import LocalDelivery
 from app.commit_gate import commit_due
@@ -113,8 +117,63 @@ class Recovery(FaustRecovery):
         return cast(LocalDelivery, self.app.local_delivery)  # type: ignore[attr-defined]  # app.faust_app.App's
 
 
+#: how long recovery waits for a changelog record, once every one fetched has reached it, before it
+#: counts a quiet spell
+RECOVERY_QUIET_S = 0.5
+#: Faust's wait for each quiet spell, still taken while a fetched record has not reached recovery
+FAUST_QUIET_S = 5.0
+
+
+class ChangelogQueue(ThrowableQueue):
+    """Faust's queue of changelog records for recovery, whose quiet spells last 0.5 s once it is safe, not 5 s.
+
+    Under exactly_once a changelog ends past its last record: its last offset is a transaction's commit
+    marker, which no consumer is given. Faust ends the recovery of such a partition after two quiet
+    spells in a row with the consumer's position at its end, each a 5 s wait for the queue: every
+    recovery under exactly_once stood still 10 s after reading its last record (a worker restarted or
+    taking over partitions). A shorter spell is safe once every changelog record the consumer thread
+    has handed to Faust has reached this queue, and the queue is empty: none is still on its way to
+    recovery. Until then a spell lasts Faust's 5 s.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handed: Counter[TP] = Counter()
+        self._arrived: Counter[TP] = Counter()
+
+    def handed(self, tp: TP, count: int) -> None:
+        """The consumer thread gave Faust ``count`` records of changelog partition ``tp``."""
+        self._handed[tp] += count
+
+    def _put(self, item: Any) -> None:
+        """asyncio's put, under each of the queue's ways to put: a record has reached recovery."""
+        self._arrived[item.message.tp] += 1
+        super()._put(item)
+
+    def clear(self) -> None:
+        """Faust's clearing when flow resumes (a recovery begins or ends): the counts start again too."""
+        super().clear()
+        self._handed.clear()
+        self._arrived.clear()
+
+    def all_arrived(self) -> bool:
+        """Whether every changelog record handed to Faust has reached this queue."""
+        return all(self._arrived[tp] >= count for tp, count in list(self._handed.items()))
+
+    async def get(self) -> Any:
+        """The next record; ``asyncio.TimeoutError`` after a quiet spell, as Faust's own wait raises."""
+        quiet = 0.0
+        while True:
+            try:
+                return await asyncio.wait_for(super().get(), RECOVERY_QUIET_S)
+            except TimeoutError:
+                quiet += RECOVERY_QUIET_S
+                if self.all_arrived() or quiet >= FAUST_QUIET_S:
+                    raise
+
+
 class TableManager(FaustTableManager):
-    """Faust's table manager with our :class:`Recovery`."""
+    """Faust's table manager with our :class:`Recovery` and :class:`ChangelogQueue`."""
 
     @property
     def recovery(self) -> Recovery:
@@ -122,6 +181,14 @@ class TableManager(FaustTableManager):
         if self._recovery is None:
             self._recovery = Recovery(self.app, self, beacon=self.beacon, loop=self.loop)
         return cast(Recovery, self._recovery)
+
+    @property
+    def changelog_queue(self) -> ThrowableQueue:
+        """The changelog records recovery applies (Faust's queue, with quiet spells shortened when safe)."""
+        if self._changelog_queue is None:
+            self._changelog_queue = ChangelogQueue(maxsize=self.app.conf.stream_buffer_maxsize,
+                                                   flow_control=self.app.flow_control, clear_on_resume=True)
+        return self._changelog_queue
 
 
 #: how long the broker may hold a worker's fetch when there is nothing new to read
@@ -193,14 +260,25 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             undelivered, why = set(records), "fetched across a rebalance"
         else:
             undelivered, why = {tp for tp in records if not owner.still_active(tp)}, "of partitions paused"
-        if not undelivered:
-            return records
-        assigned = consumer.assignment()
-        rewound = {tp: records[tp][0].offset for tp in undelivered if records[tp] and tp in assigned}
-        for tp, offset in rewound.items():
-            consumer.seek(tp, offset)
-        self.log.info("Gave back records %s: %s", why, sorted(rewound.items()))
-        return {tp: batch for tp, batch in records.items() if tp not in undelivered}
+        if undelivered:
+            assigned = consumer.assignment()
+            rewound = {tp: records[tp][0].offset for tp in undelivered if records[tp] and tp in assigned}
+            for tp, offset in rewound.items():
+                consumer.seek(tp, offset)
+            self.log.info("Gave back records %s: %s", why, sorted(rewound.items()))
+            records = {tp: batch for tp, batch in records.items() if tp not in undelivered}
+        _tell_recovery(app, records)
+        return records
+
+
+def _tell_recovery(app: Any, records: RecordMap) -> None:
+    """Recovery's queue hears how many changelog records go to Faust (:class:`ChangelogQueue`)."""
+    queue = getattr(getattr(app, "tables", None), "_changelog_queue", None)
+    if isinstance(queue, ChangelogQueue):
+        changelogs = app.tables.changelog_topics
+        for tp, batch in records.items():
+            if tp.topic in changelogs:
+                queue.handed(tp, len(batch))
 
 
 class RebalanceListener(faust_aiokafka.ConsumerRebalanceListener):

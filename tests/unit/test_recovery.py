@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from mode.utils.queues import FlowControlEvent
 
+import tables.recovery as recovery_module
 from app.composition import build
 from config.settings import Settings
-from tables.recovery import FETCH_MAX_WAIT_MS, ConsumerThread, Recovery
+from tables.recovery import FETCH_MAX_WAIT_MS, ChangelogQueue, ConsumerThread, Recovery
 
 
 class RecordingConsumer:
@@ -307,3 +309,76 @@ def test_the_broker_holds_a_workers_fetch_briefly_so_offset_lookups_on_its_conne
         return thread._create_worker_consumer(app.transport)
 
     assert asyncio.run(made())._fetch_max_wait_ms == FETCH_MAX_WAIT_MS <= 100
+
+
+def _queue(monkeypatch: pytest.MonkeyPatch) -> ChangelogQueue:
+    """A changelog queue whose quiet spells are short enough for a test: 10 ms when safe, else 10 s."""
+    monkeypatch.setattr(recovery_module, "RECOVERY_QUIET_S", 0.01)
+    monkeypatch.setattr(recovery_module, "FAUST_QUIET_S", 10.0)
+    return ChangelogQueue(flow_control=FlowControlEvent())
+
+
+def _changelog_record(tp: TP) -> Any:
+    return SimpleNamespace(message=SimpleNamespace(tp=tp))
+
+
+def test_recovery_hears_of_a_quiet_spell_at_once_when_no_changelog_record_is_on_its_way(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = _queue(monkeypatch)
+
+    async def run() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(queue.get(), 5)
+
+    asyncio.run(run())
+
+
+def test_a_changelog_record_handed_to_faust_and_not_yet_arrived_holds_the_quiet_spell(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recovery would end a partition at its end while its last records were still on their way to it."""
+    queue = _queue(monkeypatch)
+    tp = TP("app-sagas-changelog", 3)
+    record = _changelog_record(tp)
+    queue.handed(tp, 1)
+
+    async def run() -> Any:
+        getting = asyncio.ensure_future(queue.get())
+        await asyncio.sleep(0.3)  # thirty short spells
+        assert not getting.done()
+        queue.put_nowait(record)
+        got = await asyncio.wait_for(getting, 5)
+        with pytest.raises(TimeoutError):  # now all have arrived
+            await asyncio.wait_for(queue.get(), 5)
+        return got
+
+    assert asyncio.run(run()) is record
+
+
+def test_clearing_the_queue_when_flow_resumes_starts_the_counts_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = _queue(monkeypatch)
+    tp = TP("app-sagas-changelog", 3)
+    queue.handed(tp, 2)
+    queue.put_nowait(_changelog_record(tp))
+    assert not queue.all_arrived()
+
+    queue.clear()
+
+    assert queue.all_arrived()
+    assert queue.empty()
+
+
+def test_the_consumer_thread_tells_recovery_how_many_changelog_records_go_to_faust(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = _queue(monkeypatch)
+    changelog = TP("replies", 0)  # the first of the two fetched partitions, taken for a changelog here
+
+    def with_tables(app: Any) -> None:
+        app.tables = SimpleNamespace(_changelog_queue=queue, changelog_topics={"replies"})
+
+    _fetch(with_tables, active={changelog})
+
+    assert not queue.all_arrived()
+    queue.put_nowait(_changelog_record(changelog))
+    assert not queue.all_arrived()
+    queue.put_nowait(_changelog_record(changelog))
+    assert queue.all_arrived()
