@@ -185,9 +185,11 @@ class DrainableBuffer(ProducerBuffer):
 
 #: aiokafka's default is 100
 TRANSACTIONAL_RETRY_BACKOFF_MS = 10
-#: how long an open transaction of a worker that died holds back readers (Kafka Streams' default under EOS);
-#: a worker started again from the same data directory fences it at once
-TRANSACTION_TIMEOUT_MS = 10_000
+#: how long an open transaction of a worker that died holds back readers; a worker started again from the same
+#: data directory fences it at once. Kafka Streams' 10 s is shorter than a broker failure lasts for a transaction
+#: with a write led by the failed broker (9 s until the controller drops it, then a new leader): the coordinator
+#: aborted such a transaction, and the fenced worker stopped
+TRANSACTION_TIMEOUT_MS = 20_000
 #: where a worker keeps the id its transactions carry, beside its tables (which a crash may wipe)
 TRANSACTIONAL_ID_FILE = "transactional-id"
 
