@@ -39,13 +39,10 @@ def register(
     async def expire_sagas() -> None:
         """Tell the saga agent about sagas past their deadline, and finished ones past their retention, on the
         partitions this worker owns."""
+        nonlocal told, told_forget
         now = utc_now()
-        effects, remembered = handlers.timeouts_due(list(deadlines.items()), now, told, interval)
-        told.clear()
-        told.update(remembered)
-        forgets, remembered = handlers.forgets_due(due_keys(expiry, format_time(now)), now, told_forget, interval)
-        told_forget.clear()
-        told_forget.update(remembered)
+        effects, told = handlers.timeouts_due(list(deadlines.items()), now, told, interval)
+        forgets, told_forget = handlers.forgets_due(due_keys(expiry, format_time(now)), now, told_forget, interval)
         if effects.sends:
             log.info("%d sagas passed their deadline", len(effects.sends))
         if forgets.sends:

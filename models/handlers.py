@@ -118,10 +118,11 @@ def ingress(topic: str, payment_mode: str, retention: timedelta = DEFAULT_RETENT
     The record's key is not used: the contract lets the body win, so a missing or odd key is harmless.
     An order placed longer ago than ``retention`` is refused: its saga, if it had one, may be forgotten.
     """
+    policy = SagaPolicy(retention=retention)
 
     def handle(record: Incoming, read: Reader, now: datetime) -> Effects:
         event = decode_event(record.value)
-        if isinstance(event, OrderPlaced) and expired(event, now, SagaPolicy(retention=retention)):
+        if isinstance(event, OrderPlaced) and expired(event, now, policy):
             raise ExpiredOrder(event, now, retention)
         forward = route_public(topic, event, payment_mode)
         if forward is None:
