@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,12 +12,10 @@ from typing import Any
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
-from mode.utils.queues import FlowControlEvent
 
-import tables.recovery as recovery_module
 from app.composition import build
 from config.settings import Settings
-from tables.recovery import FETCH_MAX_WAIT_MS, ChangelogQueue, Consumer, ConsumerThread, Recovery
+from tables.recovery import FETCH_MAX_WAIT_MS, ConsumerThread, Recovery
 
 
 class RecordingConsumer:
@@ -310,111 +307,3 @@ def test_the_broker_holds_a_workers_fetch_briefly_so_offset_lookups_on_its_conne
         return thread._create_worker_consumer(app.transport)
 
     assert asyncio.run(made())._fetch_max_wait_ms == FETCH_MAX_WAIT_MS <= 100
-
-
-def _queue(monkeypatch: pytest.MonkeyPatch, faust_quiet_s: float = 10.0) -> ChangelogQueue:
-    """A changelog queue whose quiet spells are short enough for a test: 10 ms when safe, else ``faust_quiet_s``."""
-    monkeypatch.setattr(recovery_module, "RECOVERY_QUIET_S", 0.01)
-    monkeypatch.setattr(recovery_module, "FAUST_QUIET_S", faust_quiet_s)
-    return ChangelogQueue(flow_control=FlowControlEvent())
-
-
-def _changelog_record(tp: TP, offset: int) -> Any:
-    return SimpleNamespace(message=SimpleNamespace(tp=tp, offset=offset))
-
-
-SAGAS = TP("app-sagas-changelog", 3)
-
-
-def test_recovery_hears_of_a_quiet_spell_at_once_when_no_changelog_record_is_on_its_way(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    queue = _queue(monkeypatch)
-
-    async def run() -> None:
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(queue.get(), 5)
-
-    asyncio.run(run())
-
-
-def test_a_changelog_record_handed_to_faust_and_not_yet_taken_holds_the_quiet_spell(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    queue = _queue(monkeypatch)
-    record = _changelog_record(SAGAS, 41)
-    queue.handed(SAGAS, [41])
-
-    async def run() -> Any:
-        getting = asyncio.ensure_future(queue.get())
-        await asyncio.sleep(0.3)  # thirty short spells
-        assert not getting.done()
-        queue.put_nowait(record)
-        got = await asyncio.wait_for(getting, 5)
-        with pytest.raises(TimeoutError):  # nothing is on its way now
-            await asyncio.wait_for(queue.get(), 5)
-        return got
-
-    assert asyncio.run(run()) is record
-
-
-def test_a_record_handed_longer_ago_than_faust_s_spell_was_dropped_on_its_way(monkeypatch: pytest.MonkeyPatch) -> None:
-    queue = _queue(monkeypatch, faust_quiet_s=0.05)
-    queue.handed(SAGAS, [41])
-    assert queue.pending(SAGAS)
-
-    time.sleep(0.1)
-
-    assert not queue.pending(SAGAS)
-
-
-def test_clearing_the_queue_when_flow_resumes_forgets_what_was_on_its_way(monkeypatch: pytest.MonkeyPatch) -> None:
-    queue = _queue(monkeypatch)
-    queue.handed(SAGAS, [41, 42])
-    queue.put_nowait(_changelog_record(SAGAS, 41))
-
-    queue.clear()
-
-    assert not queue.pending()
-    assert queue.empty()
-
-
-def test_the_consumer_thread_names_the_changelog_records_it_hands_to_faust(monkeypatch: pytest.MonkeyPatch) -> None:
-    queue = _queue(monkeypatch)
-    changelog, other = TP("replies", 0), TP("replies", 1)  # the first fetched partition, taken for a changelog
-
-    def with_tables(app: Any) -> None:
-        app.tables = SimpleNamespace(_changelog_queue=queue, changelog_topics={"replies"})
-
-    _fetch(with_tables, active={changelog})
-
-    async def take(offsets: list[int]) -> None:
-        for offset in offsets:
-            queue.put_nowait(_changelog_record(changelog, offset))
-            await queue.get()
-
-    assert queue.pending(changelog) and not queue.pending(other)
-    asyncio.run(take([21]))
-    assert queue.pending(changelog)
-    asyncio.run(take([22]))
-    assert not queue.pending()
-
-
-def test_a_changelog_partition_with_records_not_yet_taken_is_not_at_its_end(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Faust's recovery takes a changelog partition whose position is at its end for done, and drops what follows."""
-    queue = _queue(monkeypatch)
-    consumer = Consumer.__new__(Consumer)  # no service: only the question recovery asks
-    consumer.app = SimpleNamespace(tables=SimpleNamespace(_changelog_queue=queue))  # type: ignore[assignment]
-
-    async def position(tp: TP) -> int:
-        return 120
-
-    consumer._thread = SimpleNamespace(position=position)  # type: ignore[assignment]
-    queue.handed(SAGAS, [118, 119])
-
-    async def ask() -> tuple[int | None, int | None]:
-        before = await consumer.position(SAGAS)
-        for offset in (118, 119):
-            queue.put_nowait(_changelog_record(SAGAS, offset))
-            await queue.get()
-        return before, await consumer.position(SAGAS)
-
-    assert asyncio.run(ask()) == (-1, 120)
