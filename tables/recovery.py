@@ -254,8 +254,7 @@ class Consumer(faust_aiokafka.Consumer):
 
     def deliverable(self, tp: TP, generation: int) -> bool:
         """Faust's test in ``getmany`` of whether a record it takes next goes to the agents."""
-        return (self.flow_active and self.app.consumer_generation_id == generation
-                and (tp in self._get_active_partitions() or tp in self._buffered_partitions))
+        return self.flow_active and self.app.consumer_generation_id == generation and self.still_active(tp)
 
     def skip(self, tp: TP, offset: int) -> None:
         """A skipped record counts as read (so Faust sees no gap), and as acked in its turn.
