@@ -88,6 +88,11 @@ def test_the_dashboard_shows_what_stats_says_while_orders_flow(kafka: LocalKafka
         flow.start()
         try:
             wait_until(lambda: totals(stats(worker)[:2])["placed"] > 0, 60, "the first orders to be counted", 0.5)
+            # the lag gauges come from a broker probe every metrics interval; its first pass may outlast the above
+            inputs = re.escape(settings.topic("order-events"))
+            lag_line = re.compile(rf'^streamsaga_consumer_lag_messages\{{[^}}]*topic="{inputs}"', re.MULTILINE)
+            wait_until(lambda: lag_line.search(str(worker.get("/metrics")[1])), 60,
+                       "the first lag gauges of this worker's inputs", 0.5)
             before = stats(worker)
             dumped = chromium("--dump-dom", f"{worker.url}/dashboard")
             after = stats(worker)
