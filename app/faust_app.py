@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -88,19 +90,44 @@ def bearer_headers(token: str) -> dict[str, str]:
 
 
 def bearer_token(token: str) -> Callable[[aiohttp_web.Request, Handler], Awaitable[aiohttp_web.StreamResponse]]:
-    """Every path but ``OPEN_PATHS`` answers 401 unless the request carries ``Authorization: Bearer <token>``."""
+    """Every path but ``OPEN_PATHS`` answers 401 unless the request carries the token.
+
+    API clients send ``Authorization: Bearer <token>``. A browser cannot add that header to a page it is
+    asked to open, so a GET or HEAD also takes the token as the password of HTTP Basic (any user name):
+    its 401 challenges for Basic as well, the browser asks for it once and sends it with the dashboard's
+    own requests. Basic is never taken for a POST, so a browser's remembered password cannot place an
+    order from another site's form.
+    """
     expected = f"Bearer {token}".encode()
+    secret = token.encode()
 
     @aiohttp_web.middleware
     async def check(request: aiohttp_web.Request, handler: Handler) -> aiohttp_web.StreamResponse:
-        given = request.headers.get("Authorization", "").encode()
-        if request.path in OPEN_PATHS or hmac.compare_digest(given, expected):
+        given = request.headers.get("Authorization", "")
+        safe = request.method in ("GET", "HEAD")
+        if request.path in OPEN_PATHS or hmac.compare_digest(given.encode(), expected) or (
+                safe and hmac.compare_digest(basic_password(given), secret)):
             return await handler(request)
         reason = "a bearer token is needed" if not given else "the bearer token is not the right one"
-        return aiohttp_web.json_response({"error": f"{reason}: Authorization: Bearer <STREAMSAGA_WEB_TOKEN>"},
-                                         status=401, headers={"WWW-Authenticate": 'Bearer realm="streamsaga"'})
+        challenges = ['Bearer realm="streamsaga"', *(['Basic realm="streamsaga", charset="UTF-8"'] if safe else [])]
+        response = aiohttp_web.json_response({"error": f"{reason}: Authorization: Bearer <STREAMSAGA_WEB_TOKEN>"},
+                                             status=401)
+        for challenge in challenges:
+            response.headers.add("WWW-Authenticate", challenge)
+        return response
 
     return check
+
+
+def basic_password(header: str) -> bytes:
+    """The password of an ``Authorization: Basic`` header, or nothing when it is not one."""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return b""
+    try:
+        return base64.b64decode(encoded.strip(), validate=True).partition(b":")[2]
+    except binascii.Error:
+        return b""
 
 
 def create_app(settings: Settings) -> App:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-import shutil
-import subprocess
 import threading
 import urllib.request
 from html.parser import HTMLParser
@@ -15,6 +13,7 @@ from typing import Any
 import pytest
 
 from devtools.kafka_local import LocalKafka
+from support.browser import chromium
 from support.scenario import Mix, build_orders, seed, wait_for_seed
 from support.stats import stats, totals
 from support.topics import setup_topics, wait_until, write_events
@@ -49,15 +48,6 @@ class Shown(HTMLParser):
         for ident in self._open:
             if ident is not None:
                 self.text[ident] = self.text.get(ident, "") + data
-
-
-def chromium(*args: str) -> subprocess.CompletedProcess[str]:
-    """Headless Chromium with the flags a container needs, given time to run the page's script."""
-    binary = shutil.which("chromium")
-    assert binary, "chromium is missing: `make test` installs Debian's chromium package"
-    command = [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-               "--no-first-run", "--virtual-time-budget=8000", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
 def count(window: dict[str, Any] | None, ident: str) -> int:

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 
 from config.settings import Settings
 from devtools.kafka_local import BrokerConfig, LocalKafka, SecureListener, free_port
+from support.browser import basic_authorization, chromium
 from support.faults import check_routed_views, key_paths, served_view, two_workers
 from support.scenario import seed, wait_for_seed
 from support.tls import Authority, make_authority, make_broker_pem
@@ -130,3 +132,16 @@ def test_views_routed_between_two_workers_carry_the_web_token(kafka: LocalKafka,
         assert first.get("/stats")[1] == second.get("/stats")[1]
         for path in key_paths():
             assert first.get(path, token="")[0] == second.get(path, token="")[0] == 401, path
+
+        # a browser: it asks for a password once and sends it as Basic, also with the page's own requests
+        as_browser = basic_authorization("viewer", TOKEN)
+        for path in key_paths():
+            assert first.get(path, headers=as_browser) == second.get(path, headers=as_browser) == want[path], path
+        page = urllib.parse.urlsplit(first.url)
+        opened = chromium("--dump-dom", f"http://viewer:{TOKEN}@{page.netloc}/dashboard")
+        assert 'data-loaded="yes"' in opened.stdout, opened.stdout[-2000:] + opened.stderr[-2000:]
+        refused = chromium("--dump-dom", f"{first.url}/dashboard")  # headless, it cannot ask for the password
+        assert "data-loaded" not in refused.stdout, refused.stdout[-2000:]
+        assert "ERR_INVALID_AUTH_CREDENTIALS" in refused.stderr, refused.stderr[-2000:]
+        order = b'{"customer_id":"rich-1","items":[{"sku":"SKU-A","quantity":1,"unit_price":"2.00"}]}'
+        assert first.post("/orders", order, headers=as_browser)[0] == 401  # reading only: no order from a form

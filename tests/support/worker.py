@@ -54,22 +54,30 @@ class Worker:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
 
-    def get(self, path: str, timeout: float = 30.0, token: str | None = None) -> tuple[int, Any]:
-        """GET a web view with the worker's web token (or ``token``, "" for none); returns status and decoded JSON."""
+    def get(self, path: str, timeout: float = 30.0, token: str | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """GET a web view with the worker's web token (or ``token``, "" for none, or these ``headers`` instead).
+
+        Returns status and decoded JSON.
+        """
         token = self.settings.web_token if token is None else token
-        request = urllib.request.Request(f"{self.url}{path}", headers=bearer_headers(token))
+        request = urllib.request.Request(f"{self.url}{path}", headers=bearer_headers(token) if headers is None
+                                         else headers)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, _decode(response.read())
         except urllib.error.HTTPError as error:
             return error.code, _decode(error.read())
 
-    def post(self, path: str, body: bytes, timeout: float = 30.0) -> tuple[int, Any]:
-        """POST raw bytes to a web view; returns status and decoded JSON."""
-        request = urllib.request.Request(f"{self.url}{path}", data=body, method="POST")
-        request.add_header("Content-Type", "application/json")
-        if self.settings.web_token:
-            request.add_header("Authorization", f"Bearer {self.settings.web_token}")
+    def post(self, path: str, body: bytes, timeout: float = 30.0,
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """POST raw bytes to a web view with the worker's web token (or these ``headers`` instead).
+
+        Returns status and decoded JSON.
+        """
+        sent = bearer_headers(self.settings.web_token) if headers is None else headers
+        request = urllib.request.Request(f"{self.url}{path}", data=body, method="POST",
+                                         headers={"Content-Type": "application/json", **sent})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, _decode(response.read())

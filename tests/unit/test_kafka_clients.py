@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from faust.auth import SASLCredentials, SSLCredentials
 from app.faust_app import bearer_token
 from app.kafka_clients import BrokersUnusable, client_options, faust_credentials
 from config.settings import Settings
+from support.browser import basic_authorization
 
 SASL = {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": "alice",
         "sasl_password": "secret"}
@@ -57,3 +59,31 @@ def test_the_web_token_guards_every_path_but_the_probes(path: str, header: str |
     assert response.status == status
     if status == 401:
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def basic(user: str, password: str) -> str:
+    """An ``Authorization: Basic`` header's value."""
+    return basic_authorization(user, password)["Authorization"]
+
+
+@pytest.mark.parametrize(("method", "path", "header", "status"), [
+    ("GET", "/dashboard", basic("anyone", "tok"), 200), ("HEAD", "/stats", basic("", "tok"), 200),
+    ("GET", "/dashboard", basic("tok", "wrong"), 401), ("GET", "/dashboard", basic("anyone", ""), 401),
+    ("GET", "/dashboard", "Basic not-base64!", 401),
+    ("GET", "/dashboard", "Basic " + base64.b64encode(b"tok").decode(), 401),  # no colon: no password
+    ("POST", "/orders", basic("anyone", "tok"), 401), ("POST", "/orders", "Bearer tok", 200),
+])
+def test_a_browser_gives_the_web_token_as_a_basic_password_but_only_to_read(
+    method: str, path: str, header: str, status: int
+) -> None:
+    """A browser remembers a Basic password for the site: another site's form must not place orders with it."""
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok")
+
+    request = make_mocked_request(method, path, headers={"Authorization": header})
+    response = asyncio.run(bearer_token("tok")(request, handler))
+    assert response.status == status
+    if status == 401:
+        challenges = response.headers.getall("WWW-Authenticate")
+        assert challenges[0] == 'Bearer realm="streamsaga"'
+        assert challenges[1:] == ([] if method == "POST" else ['Basic realm="streamsaga", charset="UTF-8"'])
