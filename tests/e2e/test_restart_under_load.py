@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -73,7 +74,9 @@ def test_a_worker_killed_under_load_comes_back_on_its_data_and_every_order_ends_
         wait_for_text(output, run, lambda text: text.count("confirmed load-") >= 20, 120)
         killed = int((tmp_path / "run" / "worker.pid").read_text())
         os.kill(killed, signal.SIGKILL)
+        killed_at = time.monotonic()
         text = wait_for_text(output, run, lambda text: "the worker is back" in text, 180)
+        back = time.monotonic() - killed_at
         assert f"the worker (pid {killed}) was killed by SIGKILL" in text
         restarted = int((tmp_path / "run" / "worker.pid").read_text())
 
@@ -87,7 +90,8 @@ def test_a_worker_killed_under_load_comes_back_on_its_data_and_every_order_ends_
         audit = streamsaga(env, "tables", "audit", "--wait", "60")
         checked, _ = audit.communicate(timeout=180)
         assert audit.returncode == 0, checked[-3000:]
-        print(f"\n[restart under load] {ended.group(0)}; audit: {checked.strip().splitlines()[-1]}")
+        print(f"\n[restart under load] ready again {back:.1f} s after the kill; {ended.group(0)}; "
+              f"audit: {checked.strip().splitlines()[-1]}")
     finally:
         if load is not None and load.poll() is None:
             load.kill()
