@@ -95,6 +95,13 @@ class Envelopes:
                 del self._held[(topic, partition)]
                 await self._send(topic, partition, held)
 
+    def drop(self) -> int:
+        """Forget what is held (the transaction of the inputs that made it was aborted); how many messages."""
+        dropped = len(self) + len(self.in_place)
+        self._held.clear()
+        self.in_place.clear()
+        return dropped
+
     async def _send(self, topic: str, partition: int, held: _Held) -> None:
         """Send one envelope; if that fails, hold its lines again, ahead of any held since."""
         try:

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 Flusher = Callable[[], Awaitable[None]]
+#: forgets what an agent holds; returns how many messages
+Dropper = Callable[[], int]
 
 
 class CommitGate:
@@ -31,6 +33,7 @@ class CommitGate:
         self._worked = asyncio.Event()
         self._handled = 0
         self._flushers: set[Flusher] = set()
+        self._droppers: set[Dropper] = set()
         self._last: list[Flusher] = []
 
     def always(self, flusher: Flusher) -> None:
@@ -38,13 +41,24 @@ class CommitGate:
         self._last.append(flusher)
 
     @contextmanager
-    def flushing(self, flusher: Flusher) -> Iterator[None]:
-        """While inside, ``flusher`` sends what an agent holds before each commit."""
+    def flushing(self, flusher: Flusher, dropper: Dropper | None = None) -> Iterator[None]:
+        """While inside, ``flusher`` sends what an agent holds before each commit, and ``dropper`` forgets it
+        when the transaction it belongs to is aborted (:meth:`drop_held`)."""
         self._flushers.add(flusher)
+        if dropper is not None:
+            self._droppers.add(dropper)
         try:
             yield
         finally:
             self._flushers.discard(flusher)
+            if dropper is not None:
+                self._droppers.discard(dropper)
+
+    def drop_held(self) -> int:
+        """Forget what the agents hold: under exactly_once, when the transaction of the inputs that made it is
+        aborted at a rebalance, their table changes go with it, and the inputs are handled again by their
+        next owner, which sends it again. Sent later, it would be committed without those changes."""
+        return sum(dropper() for dropper in list(self._droppers))
 
     @asynccontextmanager
     async def message(self) -> AsyncIterator[None]:

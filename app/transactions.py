@@ -121,8 +121,12 @@ class WorkerTransactionManager(TransactionManager):
             self._forget_uncommitted()
 
     def _forget_uncommitted(self) -> None:
-        """What was written since the last commit is aborted: held changelog writes dropped, the partitions'
-        local state marked for a rebuild at their next recovery (``tables.uncommitted``)."""
+        """What was written since the last commit is aborted: held changelog writes and the agents' held sends
+        dropped, the partitions' local state marked for a rebuild at their next recovery (``tables.uncommitted``)."""
+        dropped = cast(CommitGate, self.app.commit_gate).drop_held()  # type: ignore[attr-defined]
+        if dropped:
+            self.log.warning("Dropped %s held sends of inputs whose transaction was aborted at a rebalance; their "
+                             "partitions' next owners handle those inputs again", dropped)
         lost = cast(Uncommitted, self.app.uncommitted).aborted()  # type: ignore[attr-defined]
         if not lost:
             return

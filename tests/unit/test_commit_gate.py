@@ -120,3 +120,21 @@ def test_a_worker_with_nothing_handled_commits_at_the_interval() -> None:
 
 def test_under_at_least_once_a_commit_waits_for_the_interval_even_when_settled() -> None:
     assert _waited_for_commit(0.2, early=False, handled=True) >= 0.19
+
+
+def test_what_the_agents_hold_is_dropped_while_they_run_and_not_after() -> None:
+    gate, held = CommitGate(), {"saga": 3, "wallet": 1}
+
+    async def flush() -> None:
+        return None
+
+    def dropper(name: str) -> Any:
+        def drop() -> int:
+            dropped, held[name] = held[name], 0
+            return dropped
+        return drop
+
+    with gate.flushing(flush, dropper("saga")), gate.flushing(flush, dropper("wallet")):
+        assert gate.drop_held() == 4
+        held["saga"] = 2
+    assert gate.drop_held() == 0 and held == {"saga": 2, "wallet": 0}  # an agent that stopped is not asked

@@ -164,3 +164,21 @@ def test_a_redriven_letter_goes_back_without_any_header_the_dead_letter_path_add
         ("failure.class", b"BadMessage"), ("trace", b"kept")))
     names = [name for name, _ in _provenance(letter)]
     assert names[0] == "trace" and not any(name.startswith(("original.", "failure.")) for name in names)
+
+
+def test_dropped_sends_are_never_sent_and_later_ones_go_as_before() -> None:
+    """What an aborted transaction's inputs made is forgotten; their next owner makes it again."""
+    sent = Sent()
+    held = Envelopes(sent, {"stock": 2, "replies": 2}, lambda key, n: 0, owns=lambda topic, p: topic == "replies")
+
+    async def run() -> int:
+        await held.send("stock", b"a", b"{1}", [])
+        await held.send("replies", b"r", b"{2}", [])  # handed over in place
+        dropped = held.drop()
+        await held.send("stock", b"b", b"{3}", [])
+        await held.flush()
+        return dropped
+
+    assert asyncio.run(run()) == 2
+    assert not held.in_place
+    assert sent.records == [("stock", b"b", b'"b"\t{3}', {}, 0)]
