@@ -16,6 +16,14 @@ the consumer also skips the app's own outputs (``app.own_outputs``).
   ahead when the set is empty, as it is a moment at the end of a recovery: records of inputs still paused
   were dropped, and where the seek had come first they were lost (orders placed while a worker was down,
   never handled). The fetch takes a copy, and gives back what Faust would not deliver.
+- Under exactly_once Faust's recovery of a changelog waits out two 5 s quiet spells after its last record
+  (the changelog ends with a commit marker no consumer is given), then takes a partition whose position
+  is at its end for done, though records fetched may not be applied yet, and its end is the last stable
+  offset read once when the recovery began. The spells are 0.5 s, and a partition is at its end only
+  when no record fetched is still on its way to recovery (``ChangelogQueue``), its position has reached
+  the last stable offset of its latest fetch, and no transaction is undecided on it (the high watermark
+  is that offset): what an earlier owner commits late is read, and one that died is waited for until the
+  broker aborts its transaction (``ConsumerThread.at_stable_end``).
 - Under exactly_once the internal partitions handled in place (``agents.local_delivery``) are those of an
   assignment once it is recovered, and none from the moment a rebalance begins.
 - Under exactly_once a transaction's offsets name the generation and member of the assignment the worker
@@ -25,6 +33,7 @@ the consumer also skips the app's own outputs (``app.own_outputs``).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any, cast
@@ -38,6 +47,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, CollectionT
 from faust.types.tuples import ack_lock
 from mode import Service
+from mode.utils.queues import ThrowableQueue
 
 from agents.local_delivery import LocalDelivery
 from app.commit_gate import commit_due
@@ -113,8 +123,75 @@ class Recovery(FaustRecovery):
         return cast(LocalDelivery, self.app.local_delivery)  # type: ignore[attr-defined]  # app.faust_app.App's
 
 
+#: how long recovery waits for a changelog record, once every one fetched has reached it, before it
+#: counts a quiet spell
+RECOVERY_QUIET_S = 0.5
+#: Faust's wait for each quiet spell, still taken while a fetched record has not reached recovery
+FAUST_QUIET_S = 5.0
+
+
+class ChangelogQueue(ThrowableQueue):
+    """Faust's queue of changelog records for recovery, which knows the records fetched and not yet applied.
+
+    Under exactly_once a changelog ends past its last record: its last offset is a transaction's commit
+    marker, which no consumer is given. Faust ends the recovery of such a partition after two quiet
+    spells in a row, each a 5 s wait for this queue, once the consumer's position is at its end: every
+    recovery under exactly_once stood still 10 s after reading its last record (a worker restarted or
+    taking over partitions). But a position at the end says only that the records were fetched, not
+    that recovery has applied them, and Faust counts a record below the end it took for done as seen
+    and drops it: with spells of 0.5 s alone, tables were left without the changelog's last records
+    (a restarted worker found no stock). So the consumer thread names each changelog record it hands
+    to Faust, recovery's taking of it from here crosses it off, and the consumer answers a position
+    for a partition with records in between as not there yet (``Consumer.position``). A quiet spell
+    lasts 0.5 s when no record is in between, Faust's 5 s otherwise.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: (partition, offset) of each record handed to Faust and not taken yet -> when it was handed
+        self._in_flight: dict[tuple[TP, int], float] = {}
+
+    def handed(self, tp: TP, offsets: list[int]) -> None:
+        """The consumer thread gave Faust these records of changelog partition ``tp``."""
+        now = time.monotonic()
+        self._in_flight.update(((tp, offset), now) for offset in offsets)
+
+    def clear(self) -> None:
+        """Faust's clearing when flow resumes (a recovery begins or ends): what was in between goes too."""
+        super().clear()
+        self._in_flight.clear()
+
+    def pending(self, tp: TP | None = None) -> bool:
+        """Whether a record (of ``tp``) handed to Faust has not been taken by recovery yet.
+
+        One handed more than Faust's 5 s spell ago was dropped on its way (Faust drops a record of a partition
+        paused or seeked meanwhile): it is forgotten, and recovery waits as long as Faust's own would have.
+        """
+        stale = time.monotonic() - FAUST_QUIET_S
+        in_flight = list(self._in_flight.items())
+        for key, handed_at in in_flight:
+            if handed_at < stale:
+                self._in_flight.pop(key, None)
+        return any(tp is None or each == tp for (each, _), handed_at in in_flight if handed_at >= stale)
+
+    async def get(self) -> Any:
+        """The next record; ``asyncio.TimeoutError`` after a quiet spell, as Faust's own wait raises."""
+        quiet = 0.0
+        while True:
+            try:
+                event = await asyncio.wait_for(super().get(), RECOVERY_QUIET_S)
+            except TimeoutError:
+                quiet += RECOVERY_QUIET_S
+                if not self.pending() or quiet >= FAUST_QUIET_S:
+                    raise
+            else:
+                message = event.message
+                self._in_flight.pop((message.tp, message.offset), None)
+                return event
+
+
 class TableManager(FaustTableManager):
-    """Faust's table manager with our :class:`Recovery`."""
+    """Faust's table manager with our :class:`Recovery` and :class:`ChangelogQueue`."""
 
     @property
     def recovery(self) -> Recovery:
@@ -123,9 +200,20 @@ class TableManager(FaustTableManager):
             self._recovery = Recovery(self.app, self, beacon=self.beacon, loop=self.loop)
         return cast(Recovery, self._recovery)
 
+    @property
+    def changelog_queue(self) -> ThrowableQueue:
+        """The changelog records recovery applies (Faust's queue, with quiet spells shortened when safe)."""
+        if self._changelog_queue is None:
+            self._changelog_queue = ChangelogQueue(maxsize=self.app.conf.stream_buffer_maxsize,
+                                                   flow_control=self.app.flow_control, clear_on_resume=True)
+        return self._changelog_queue
+
 
 #: how long the broker may hold a worker's fetch when there is nothing new to read
 FETCH_MAX_WAIT_MS = 100
+#: how long a changelog's recovery waits for a transaction undecided on it: longer than the broker takes to abort a
+#: dead worker's (``app.transactions.TRANSACTION_TIMEOUT_MS``, 20 s), bounded against a hanging one
+UNDECIDED_WAIT_S = 30.0
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -140,6 +228,8 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     async def on_start(self) -> None:
         """Faust's start; under exactly_once the group's committed offsets are read only once stable."""
+        #: (generation, changelog partition) -> when its recovery first found a transaction undecided on it
+        self._undecided_since: dict[tuple[int, TP], float] = {}
         await super().on_start()
         coordinator = self._ensure_consumer()._coordinator
         if self.consumer.in_transaction and isinstance(coordinator, GroupCoordinator):
@@ -157,6 +247,39 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         return cast(Mapping[TP, int], await self._ensure_consumer().end_offsets(partitions))
+
+    async def at_stable_end(self, tp: TP) -> bool:
+        """Whether changelog partition ``tp`` is read to its end and nothing more can be committed to it.
+
+        Its position has reached the last stable offset of its latest fetch, and the high watermark is that
+        offset: no transaction that wrote to it is undecided. An earlier owner's transaction still open (one
+        that died: the broker aborts it after the transaction timeout) holds the end back, so recovery reads
+        what such a transaction commits, and never takes an end that was read before it committed. A
+        transaction undecided longer than ``UNDECIDED_WAIT_S`` is given up on, with a warning.
+        """
+        return cast(bool, await self.call_thread(self._at_stable_end, tp))
+
+    async def _at_stable_end(self, tp: TP) -> bool:
+        consumer = self._ensure_consumer()
+        if tp not in consumer.assignment():
+            return False
+        position = await consumer.position(tp)
+        highwater, stable = consumer.highwater(tp), consumer.last_stable_offset(tp)
+        if highwater is None or stable is None or stable < 0 or position < stable:
+            return False
+        if highwater == stable:
+            return True
+        key = (int(consumer._coordinator.generation), tp)
+        if key not in self._undecided_since:
+            self._undecided_since[key] = time.monotonic()
+            self.log.info("%s[%s] is read to %s, and a transaction from there to %s is undecided: its recovery waits "
+                          "for it to be committed or aborted", tp.topic, tp.partition, stable, highwater)
+        since = self._undecided_since[key]
+        if time.monotonic() - since < UNDECIDED_WAIT_S:
+            return False
+        self.log.warning("%s[%s] has had a transaction undecided from offset %s to %s for %.0f s; its recovery ends "
+                         "without it", tp.topic, tp.partition, stable, highwater, time.monotonic() - since)
+        return True
 
     async def _fetch_records(
         self,
@@ -193,14 +316,25 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             undelivered, why = set(records), "fetched across a rebalance"
         else:
             undelivered, why = {tp for tp in records if not owner.still_active(tp)}, "of partitions paused"
-        if not undelivered:
-            return records
-        assigned = consumer.assignment()
-        rewound = {tp: records[tp][0].offset for tp in undelivered if records[tp] and tp in assigned}
-        for tp, offset in rewound.items():
-            consumer.seek(tp, offset)
-        self.log.info("Gave back records %s: %s", why, sorted(rewound.items()))
-        return {tp: batch for tp, batch in records.items() if tp not in undelivered}
+        if undelivered:
+            assigned = consumer.assignment()
+            rewound = {tp: records[tp][0].offset for tp in undelivered if records[tp] and tp in assigned}
+            for tp, offset in rewound.items():
+                consumer.seek(tp, offset)
+            self.log.info("Gave back records %s: %s", why, sorted(rewound.items()))
+            records = {tp: batch for tp, batch in records.items() if tp not in undelivered}
+        _tell_recovery(app, records)
+        return records
+
+
+def _tell_recovery(app: Any, records: RecordMap) -> None:
+    """Recovery's queue hears how many changelog records go to Faust (:class:`ChangelogQueue`)."""
+    queue = getattr(getattr(app, "tables", None), "_changelog_queue", None)
+    if isinstance(queue, ChangelogQueue):
+        changelogs = app.tables.changelog_topics
+        for tp, batch in records.items():
+            if tp.topic in changelogs:
+                queue.handed(tp, [record.offset for record in batch])
 
 
 class RebalanceListener(faust_aiokafka.ConsumerRebalanceListener):
@@ -247,6 +381,21 @@ class Consumer(faust_aiokafka.Consumer):
     def group_metadata(self) -> tuple[int, str]:
         """The generation and member id of the assignment this worker holds, which its offsets are read in."""
         return self.assigned_in
+
+    async def position(self, tp: TP) -> int | None:
+        """Faust's position; -1 for a changelog partition not at its end: records fetched that recovery has not
+        taken yet (``ChangelogQueue``), or under exactly_once not read to its stable end with nothing undecided
+        (``ConsumerThread.at_stable_end``).
+
+        Only Faust's recovery asks, to end a changelog partition whose position has reached the end it read.
+        """
+        position = await super().position(tp)
+        queue = getattr(self.app.tables, "_changelog_queue", None)
+        if isinstance(queue, ChangelogQueue) and queue.pending(tp):
+            return -1
+        if self.in_transaction and not await cast(ConsumerThread, self._thread).at_stable_end(tp):
+            return -1
+        return cast("int | None", position)
 
     def still_active(self, tp: TP) -> bool:
         """Whether Faust hands the records of ``tp`` it has fetched to the agents, asked from the consumer thread."""

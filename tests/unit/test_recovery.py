@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,10 +13,12 @@ from typing import Any
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from mode.utils.queues import FlowControlEvent
 
+import tables.recovery as recovery_module
 from app.composition import build
 from config.settings import Settings
-from tables.recovery import FETCH_MAX_WAIT_MS, ConsumerThread, Recovery
+from tables.recovery import FETCH_MAX_WAIT_MS, ChangelogQueue, Consumer, ConsumerThread, Recovery
 
 
 class RecordingConsumer:
@@ -307,3 +310,198 @@ def test_the_broker_holds_a_workers_fetch_briefly_so_offset_lookups_on_its_conne
         return thread._create_worker_consumer(app.transport)
 
     assert asyncio.run(made())._fetch_max_wait_ms == FETCH_MAX_WAIT_MS <= 100
+
+
+def _queue(monkeypatch: pytest.MonkeyPatch, faust_quiet_s: float = 10.0) -> ChangelogQueue:
+    """A changelog queue whose quiet spells are short enough for a test: 10 ms when safe, else ``faust_quiet_s``."""
+    monkeypatch.setattr(recovery_module, "RECOVERY_QUIET_S", 0.01)
+    monkeypatch.setattr(recovery_module, "FAUST_QUIET_S", faust_quiet_s)
+    return ChangelogQueue(flow_control=FlowControlEvent())
+
+
+def _changelog_record(tp: TP, offset: int) -> Any:
+    return SimpleNamespace(message=SimpleNamespace(tp=tp, offset=offset))
+
+
+SAGAS = TP("app-sagas-changelog", 3)
+
+
+def test_recovery_hears_of_a_quiet_spell_at_once_when_no_changelog_record_is_on_its_way(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = _queue(monkeypatch)
+
+    async def run() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(queue.get(), 5)
+
+    asyncio.run(run())
+
+
+def test_a_changelog_record_handed_to_faust_and_not_yet_taken_holds_the_quiet_spell(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = _queue(monkeypatch)
+    record = _changelog_record(SAGAS, 41)
+    queue.handed(SAGAS, [41])
+
+    async def run() -> Any:
+        getting = asyncio.ensure_future(queue.get())
+        await asyncio.sleep(0.3)  # thirty short spells
+        assert not getting.done()
+        queue.put_nowait(record)
+        got = await asyncio.wait_for(getting, 5)
+        with pytest.raises(TimeoutError):  # nothing is on its way now
+            await asyncio.wait_for(queue.get(), 5)
+        return got
+
+    assert asyncio.run(run()) is record
+
+
+def test_a_record_handed_longer_ago_than_faust_s_spell_was_dropped_on_its_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = _queue(monkeypatch, faust_quiet_s=0.05)
+    queue.handed(SAGAS, [41])
+    assert queue.pending(SAGAS)
+
+    time.sleep(0.1)
+
+    assert not queue.pending(SAGAS)
+
+
+def test_clearing_the_queue_when_flow_resumes_forgets_what_was_on_its_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = _queue(monkeypatch)
+    queue.handed(SAGAS, [41, 42])
+    queue.put_nowait(_changelog_record(SAGAS, 41))
+
+    queue.clear()
+
+    assert not queue.pending()
+    assert queue.empty()
+
+
+def test_the_consumer_thread_names_the_changelog_records_it_hands_to_faust(monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = _queue(monkeypatch)
+    changelog, other = TP("replies", 0), TP("replies", 1)  # the first fetched partition, taken for a changelog
+
+    def with_tables(app: Any) -> None:
+        app.tables = SimpleNamespace(_changelog_queue=queue, changelog_topics={"replies"})
+
+    _fetch(with_tables, active={changelog})
+
+    async def take(offsets: list[int]) -> None:
+        for offset in offsets:
+            queue.put_nowait(_changelog_record(changelog, offset))
+            await queue.get()
+
+    assert queue.pending(changelog) and not queue.pending(other)
+    asyncio.run(take([21]))
+    assert queue.pending(changelog)
+    asyncio.run(take([22]))
+    assert not queue.pending()
+
+
+def test_a_changelog_partition_with_records_not_yet_taken_is_not_at_its_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faust's recovery takes a changelog partition whose position is at its end for done, and drops what follows."""
+    queue = _queue(monkeypatch)
+    consumer = Consumer.__new__(Consumer)  # no service: only the question recovery asks
+    consumer.app = SimpleNamespace(tables=SimpleNamespace(_changelog_queue=queue))  # type: ignore[assignment]
+    consumer.in_transaction = False
+
+    async def position(tp: TP) -> int:
+        return 120
+
+    consumer._thread = SimpleNamespace(position=position)  # type: ignore[assignment]
+    queue.handed(SAGAS, [118, 119])
+
+    async def ask() -> tuple[int | None, int | None]:
+        before = await consumer.position(SAGAS)
+        for offset in (118, 119):
+            queue.put_nowait(_changelog_record(SAGAS, offset))
+            await queue.get()
+        return before, await consumer.position(SAGAS)
+
+    assert asyncio.run(ask()) == (-1, 120)
+
+
+class FetchedState:
+    """What aiokafka knows of a changelog partition from its latest fetch: position, high watermark, stable end."""
+
+    def __init__(self, position: int, highwater: int | None, stable: int | None, assigned: bool = True) -> None:
+        self.where = (position, highwater, stable)
+        self.assigned = assigned
+        self._coordinator = SimpleNamespace(generation=7)
+
+    def assignment(self) -> set[TP]:
+        return {SAGAS} if self.assigned else set()
+
+    async def position(self, tp: TP) -> int:
+        return self.where[0]
+
+    def highwater(self, tp: TP) -> int | None:
+        return self.where[1]
+
+    def last_stable_offset(self, tp: TP) -> int | None:
+        return self.where[2]
+
+
+def _at_stable_end(state: FetchedState, undecided_since: dict[tuple[int, TP], float] | None = None) -> bool:
+    thread = ConsumerThread.__new__(ConsumerThread)  # no service: only the question recovery asks
+    thread._ensure_consumer = lambda: state  # type: ignore[assignment,method-assign,return-value]
+    thread._undecided_since = {} if undecided_since is None else undecided_since
+    thread.log = logging.getLogger("tables.recovery")  # type: ignore[assignment]
+    return asyncio.run(thread._at_stable_end(SAGAS))
+
+
+@pytest.mark.parametrize(("position", "highwater", "stable", "ended"), [
+    (120, 120, 120, True),    # read to the end, every transaction decided
+    (119, 120, 120, False),   # the commit marker not passed yet
+    (120, 125, 120, False),   # a transaction from 120 not decided: an earlier owner may still commit it
+    (120, None, None, False), # no fetch answered for it in this assignment yet
+    (0, 0, 0, True),          # an empty changelog
+])
+def test_a_changelog_partition_ends_at_its_stable_end_with_no_transaction_undecided(
+        position: int, highwater: int | None, stable: int | None, ended: bool) -> None:
+    assert _at_stable_end(FetchedState(position, highwater, stable)) is ended
+
+
+def test_a_partition_no_longer_assigned_is_not_at_its_end() -> None:
+    assert _at_stable_end(FetchedState(120, 120, 120, assigned=False)) is False
+
+
+def test_a_transaction_undecided_longer_than_the_broker_takes_to_abort_a_dead_ones_is_given_up_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A hanging transaction must not hold a recovery for ever; a dead worker's is aborted within the wait."""
+    from app.transactions import TRANSACTION_TIMEOUT_MS
+
+    assert recovery_module.UNDECIDED_WAIT_S > TRANSACTION_TIMEOUT_MS / 1000
+    state = FetchedState(120, 125, 120)
+    since = {(7, SAGAS): time.monotonic() - recovery_module.UNDECIDED_WAIT_S + 5}
+    assert _at_stable_end(state, since) is False
+    since[(7, SAGAS)] -= 10
+    with caplog.at_level(logging.WARNING):
+        assert _at_stable_end(state, since) is True
+    assert "undecided from offset 120 to 125" in caplog.text
+
+
+def test_an_undecided_transaction_is_timed_from_when_this_generations_recovery_first_met_it() -> None:
+    since = {(6, SAGAS): time.monotonic() - 3600}  # met in an earlier assignment
+    assert _at_stable_end(FetchedState(120, 125, 120), since) is False
+    assert set(since) == {(6, SAGAS), (7, SAGAS)}
+
+
+def test_under_exactly_once_a_changelog_partition_not_at_its_stable_end_has_no_position_yet(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = _queue(monkeypatch)
+    consumer = Consumer.__new__(Consumer)
+    consumer.app = SimpleNamespace(tables=SimpleNamespace(_changelog_queue=queue))  # type: ignore[assignment]
+    consumer.in_transaction = True
+    ended = {"now": False}
+
+    async def position(tp: TP) -> int:
+        return 120
+
+    async def at_stable_end(tp: TP) -> bool:
+        return ended["now"]
+
+    consumer._thread = SimpleNamespace(position=position, at_stable_end=at_stable_end)  # type: ignore[assignment]
+    assert asyncio.run(consumer.position(SAGAS)) == -1
+    ended["now"] = True
+    assert asyncio.run(consumer.position(SAGAS)) == 120
