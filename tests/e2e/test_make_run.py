@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 from devtools.devstack import SEEDED_VIEWS
 from devtools.kafka_local import free_port
-from support.devstack import alive, wait_for_text
+from support.devstack import alive, start_devstack, wait_for_text
 
 pytestmark = pytest.mark.e2e
 
@@ -25,11 +24,9 @@ def test_demo_runs_orders_survives_a_killed_worker_and_ctrl_c_leaves_nothing_beh
     env = {**os.environ, "STREAMSAGA_BROKER": f"kafka://127.0.0.1:{kafka_port}", "STREAMSAGA_WEB_PORT": str(web_port),
            "STREAMSAGA_DATA_DIR": str(tmp_path / "run"), "STREAMSAGA_DEMO_ORDER_INTERVAL_S": "0.2",
            "STREAMSAGA_APP_ID": "demo-e2e"}
-    out = (tmp_path / "run.out").open("w+")
-    run = subprocess.Popen([sys.executable, "-m", "devtools.devstack"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                           cwd=Path(__file__).resolve().parents[2])
+    output = tmp_path / "run.out"
+    run = start_devstack(env, output)
     try:
-        output = tmp_path / "run.out"
         wait_for_text(output, run, lambda text: "streamsaga is running" in text, 180)
         for path in SEEDED_VIEWS:  # a user's first curls, as soon as the banner shows them
             with urllib.request.urlopen(f"http://127.0.0.1:{web_port}{path}", timeout=5) as response:

@@ -23,11 +23,10 @@ import pytest
 
 from app.ops.load import Plan
 from devtools.kafka_local import free_port
-from support.devstack import alive, wait_for_text
+from support.devstack import REPOSITORY, alive, start_devstack, wait_for_text
 
 pytestmark = pytest.mark.e2e
 ORDERS, RATE, SEED = 600, 60, 11
-REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def planned_outcomes() -> Counter[str]:
@@ -51,19 +50,12 @@ def streamsaga(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPOSITORY)
 
 
-def devstack(env: dict[str, str], output: Path) -> subprocess.Popen[bytes]:
-    """``make run``'s program, its output to a file."""
-    with output.open("w") as out:
-        return subprocess.Popen([sys.executable, "-m", "devtools.devstack"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, cwd=REPOSITORY)
-
-
 def test_a_worker_killed_under_load_comes_back_on_its_data_and_every_order_ends_as_planned(tmp_path: Path) -> None:
     env = {**os.environ, "STREAMSAGA_BROKER": f"kafka://127.0.0.1:{free_port()}",
            "STREAMSAGA_WEB_PORT": str(free_port()), "STREAMSAGA_DATA_DIR": str(tmp_path / "run"),
            "STREAMSAGA_DEMO_ORDERS": "0", "STREAMSAGA_APP_ID": "restart-e2e"}
     output = tmp_path / "run.out"
-    run = devstack(env, output)
+    run = start_devstack(env, output)
     load: subprocess.Popen[str] | None = None
     restarted = 0
     try:

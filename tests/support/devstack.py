@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+#: the repository, where ``make run`` runs its program
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def start_devstack(env: dict[str, str], output: Path) -> subprocess.Popen[bytes]:
+    """``make run``'s program with this environment, its output to ``output``."""
+    with output.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "devtools.devstack"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=REPOSITORY)
 
 
 def alive(pid: int) -> bool:
