@@ -16,12 +16,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import ProducerFenced
+from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.producer.transaction_manager import TransactionState
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -187,6 +188,8 @@ class DrainableBuffer(ProducerBuffer):
             raise TransactionFailed(f"a table's changelog write could not be sent: {self._failure!r}")
 
 
+#: how large a record batch of held changelog writes may grow: well under Kafka's default 1 MiB message limit
+HELD_BATCH_BYTES = 512 * 1024
 #: aiokafka's default is 100
 TRANSACTIONAL_RETRY_BACKOFF_MS = 10
 #: how long an open transaction of a worker that died holds back readers; a worker started again from the same
@@ -287,6 +290,30 @@ class Producer(faust_aiokafka.Producer):
             if start_new_transaction:
                 await producer.begin_transaction()
 
+    async def send_held(self, topic: str, partition: int, messages: list[FutureMessage]) -> None:
+        """Held changelog writes to ``topic[partition]`` in the worker's transaction, packed into as few record
+        batches as fit (aiokafka's own size, 16 KiB, made a commit wait a round trip per further batch of a
+        partition: a hot sku's value is several KiB); each message's future is resolved (and its callback
+        run) when its batch is written."""
+        producer = self._transaction_producers[self.transactional_id]
+        pending = messages
+        while pending:
+            batch = BatchBuilder(HELD_BATCH_BYTES, producer._message_accumulator._compression_type,
+                                 is_transactional=True)
+            taken = 0
+            for fut in pending:
+                if batch.append(key=fut.message.key, value=fut.message.value, timestamp=None) is None:
+                    break
+                taken += 1
+            if not taken:  # one record larger than a batch: aiokafka sends it alone
+                fut = pending[0]
+                sent = await producer.send(topic, fut.message.key, fut.message.value, partition=partition)
+                taken = 1
+            else:
+                sent = await producer.send_batch(batch, topic, partition=partition)
+            sent.add_done_callback(partial(_written, pending[:taken]))
+            pending = pending[taken:]
+
     async def abort_worker_transaction(self) -> None:
         """Abort the worker's open transaction, if any: it holds no input whose offset it could commit."""
         async with self._worker_transaction() as producer:
@@ -309,6 +336,23 @@ class Producer(faust_aiokafka.Producer):
                 raise TransactionFailed("the transactional producer was fenced (its transaction timed out, or a "
                                         "newer run of this worker started) or failed")
             yield producer
+
+
+def _written(messages: list[FutureMessage], sent: asyncio.Future[Any]) -> None:
+    """The futures of the messages of one written batch, in order from its base offset; or its failure."""
+    if sent.cancelled() or sent.exception() is not None:
+        failure = sent.exception() or asyncio.CancelledError()
+        for fut in messages:
+            if not fut.done():
+                fut.set_exception(failure)
+        return
+    base = sent.result()
+    for n, fut in enumerate(messages):
+        tp = TP(base.topic, base.partition)
+        fut.set_result(RecordMetadata(base.topic, base.partition, tp, base.offset + n, base.timestamp,
+                                      base.timestamp_type))
+        if fut.message.callback is not None:
+            fut.message.callback(fut)
 
 
 class Transport(faust_aiokafka.Transport):

@@ -14,12 +14,18 @@ change made and writes nothing), so a later owner of the partition would not hav
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from faust.types import TP, FutureMessage
 from faust.types.codecs import CodecArg
 
 from tables import bulk_restore
+
+
+class HeldSender(Protocol):
+    """The worker's producer (``app.transactions.Producer``) as this table sends through it."""
+
+    async def send_held(self, topic: str, partition: int, messages: list[FutureMessage]) -> None: ...
 
 
 class Table(bulk_restore.Table):
@@ -54,11 +60,22 @@ class Table(bulk_restore.Table):
         self._held_changelog().clear()
 
     async def flush_changelog(self) -> None:
-        """Send the held writes to the changelog (through Faust's producer buffer), each key's last."""
+        """Send the held writes to the changelog, each key's last, in one batch per partition.
+
+        Not one by one through Faust's producer buffer and publish path: at about 170 us a record, on the
+        critical path of every commit (while no message is handled), that took 9 ms per commit at 60 orders/s.
+        """
         held = self._held_changelog()
-        while held:
-            _, fut = held.popitem()
-            self.app.producer.send_soon(fut)
+        if not held:
+            return
+        by_partition: dict[int, list[FutureMessage]] = {}
+        for (partition, _), fut in held.items():
+            by_partition.setdefault(cast(int, partition), []).append(fut)  # fixed in send_changelog
+        held.clear()
+        producer = cast(HeldSender, self.app.producer)
+        topic = self.changelog_topic.get_topic_name()
+        for partition, messages in by_partition.items():
+            await producer.send_held(topic, partition, messages)
 
     def _held_changelog(self) -> dict[tuple[int | None, Any], FutureMessage]:
         held: dict[tuple[int | None, Any], FutureMessage] | None = self.__dict__.get("_held")
