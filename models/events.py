@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import typing
 import uuid
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from models.money import format_money, parse_money
 
 SCHEMA_VERSION = 1
 _NAMESPACE = uuid.UUID("6f1c2a4e-8d0b-4a8e-9b61-3c7f2e5d9a10")
+_NAMESPACE_BYTES = _NAMESPACE.bytes
 CANCEL_REASONS = ("OUT_OF_STOCK", "PAYMENT_DECLINED", "TIMEOUT")
 MAX_TEXT = 1000
 #: ids (order, customer, sku, event, saga) are kept in saga, stock and wallet state many times over
@@ -35,8 +37,16 @@ class BadMessage(ValueError):
 
 
 def derived_event_id(*parts: str) -> str:
-    """An event id made from its cause, so a re-sent event keeps the id of the first send."""
-    return str(uuid.uuid5(_NAMESPACE, orjson.dumps(parts).decode()))
+    """An event id made from its cause, so a re-sent event keeps the id of the first send.
+
+    ``uuid.uuid5(_NAMESPACE, orjson.dumps(parts).decode())`` as text, made without building UUID objects
+    (about twice as fast, and a saga derives 19 ids).
+    """
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + orjson.dumps(parts)).digest()[:16])
+    digest[6] = digest[6] & 0x0F | 0x50  # version 5
+    digest[8] = digest[8] & 0x3F | 0x80  # RFC 4122 variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def utc_now() -> datetime:

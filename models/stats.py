@@ -57,7 +57,9 @@ class Bucket:
 
     def body(self) -> dict[str, Any]:
         """As JSON types: the table value, and what one worker tells another."""
-        return {**dataclasses.asdict(self), "revenue": format_money(self.revenue)}
+        return {"placed": self.placed, "confirmed": self.confirmed, "cancelled": dict(self.cancelled),
+                "revenue": format_money(self.revenue), "durations": self.durations, "max_ms": self.max_ms,
+                "dead_letters": dict(self.dead_letters), "last_input": self.last_input}
 
     def to_json(self) -> bytes:
         """The table value."""
