@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
@@ -54,3 +57,16 @@ def test_faust_s_own_pages_are_not_served() -> None:
     paths = {view.view_path for view in app.web.views.values()}
     assert paths == {"/livez", "/readyz", "/health", "/stats", "/metrics", "/dashboard", "/orders",
                      "/orders/{order_id}", "/inventory/{sku}", "/wallets/{customer_id}", "/customers/{customer_id}"}
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_the_producer_is_found_without_a_turn_of_the_event_loop(tmp_path: Path, guarantee: str) -> None:
+    """Faust asks for it at every send; its stampede guard yielded three times each (24 loop turns a saga)."""
+    app = build(Settings(data_dir=tmp_path, processing_guarantee=guarantee))
+    app.in_worker = True  # as in ``streamsaga worker``: under exactly_once Faust sends in transactions then
+    app.producer._started.set()  # and the worker has started its producer
+    asking = app.maybe_start_producer()
+    with pytest.raises(StopIteration) as found:
+        asking.send(None)  # runs to the end at once: no await suspended it
+    expected = app.consumer.transactions if guarantee == "exactly_once" else app.producer
+    assert found.value.value is expected
