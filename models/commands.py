@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
 import orjson
 
-from models.events import BadMessage, Event, build_record, event_from_body, to_json
+from models.events import BadMessage, Event, build_record, event_from_body, field_names, to_json
 
 STOCK = "stock-commands"
 WALLET = "wallet-commands"
@@ -32,13 +31,13 @@ class Command:
     @property
     def output_id(self) -> str:
         """Identity of this command, so the saga can tell a new output from one already sent."""
-        values = "/".join(str(getattr(self, f.name)) for f in dataclasses.fields(self))
+        values = "/".join(str(getattr(self, name)) for name in field_names(type(self)))
         return f"{type(self).__name__}/{values}"
 
     def encode(self) -> bytes:
         """The internal topic's value."""
         body = {"kind": type(self).__name__}
-        body.update({f.name: to_json(getattr(self, f.name)) for f in dataclasses.fields(self)})
+        body.update({name: to_json(getattr(self, name)) for name in field_names(type(self))})
         return orjson.dumps(body)
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import typing
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -124,9 +125,9 @@ class Event:
             "occurred_at": self.occurred_at,
             "version": SCHEMA_VERSION,
         }
-        for field in dataclasses.fields(self):
-            if field.name not in out:
-                out[field.name] = to_json(getattr(self, field.name))
+        for name in field_names(type(self)):
+            if name not in out:
+                out[name] = to_json(getattr(self, name))
         return out
 
     def encode(self) -> bytes:
@@ -389,21 +390,36 @@ def event_from_body(body: dict[str, Any]) -> Event:
     return event
 
 
-_SCHEMAS: dict[type[Any], tuple[tuple[str, Any, bool], ...]] = {}
+Reader = Callable[[Any], Any]
+_SCHEMAS: dict[type[Any], tuple[tuple[str, Reader, bool], ...]] = {}
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
 
 
-def _schema(cls: type[Any]) -> tuple[tuple[str, Any, bool], ...]:
-    """Each field's name, annotated type and whether it may be left out; resolved once per class."""
-    if cls not in _SCHEMAS:
+def field_names(cls: type[Any]) -> tuple[str, ...]:
+    """A dataclass's field names, looked up once per class (``dataclasses.fields`` on every event was a
+    tenth of the saga's own time)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(field.name for field in dataclasses.fields(cls))
+    return names
+
+
+def _schema(cls: type[Any]) -> tuple[tuple[str, Reader, bool], ...]:
+    """Each field's name, the reader of its annotated type and whether it may be left out; once per class."""
+    schema = _SCHEMAS.get(cls)
+    if schema is None:
         hints = typing.get_type_hints(cls)
-        _SCHEMAS[cls] = tuple((f.name, hints[f.name], f.default is None) for f in dataclasses.fields(cls))
-    return _SCHEMAS[cls]
+        schema = _SCHEMAS[cls] = tuple(
+            (f.name, _reader(hints[f.name], MAX_ID if f.name in ID_FIELDS else MAX_TEXT), f.default is None)
+            for f in dataclasses.fields(cls)
+        )
+    return schema
 
 
 def build_record(cls: type[Any], body: dict[str, Any]) -> Any:
     """Read each dataclass field of ``cls`` from ``body`` by its annotated type."""
     values: dict[str, Any] = {}
-    for name, hint, optional in _schema(cls):
+    for name, read, optional in _schema(cls):
         raw = body.get(name)
         if raw is None and optional:
             values[name] = None
@@ -411,31 +427,40 @@ def build_record(cls: type[Any], body: dict[str, Any]) -> Any:
         if name not in body:
             raise ValueError(f"missing field {name!r}")
         try:
-            values[name] = _read(hint, raw, MAX_ID if name in ID_FIELDS else MAX_TEXT)
+            values[name] = read(raw)
         except ValueError as exc:
             raise ValueError(f"field {name!r} {exc}") from None
     return cls(**values)
 
 
-def _read(hint: Any, raw: Any, limit: int = MAX_TEXT) -> Any:
-    """Read one value of the given annotated type; text of at most ``limit`` characters."""
+def _reader(hint: Any, limit: int = MAX_TEXT) -> Reader:
+    """What reads one value of the given annotated type; text of at most ``limit`` characters."""
     origin = typing.get_origin(hint)
     if origin is tuple:
         (element,) = typing.get_args(hint)[:1]
-        if not isinstance(raw, list):
-            raise ValueError(f"must be a list, got {type(raw).__name__}")
-        return tuple(build_record(element, item) if isinstance(item, dict) else _bad_item(item) for item in raw)
+
+        def read_list(raw: Any) -> tuple[Any, ...]:
+            if not isinstance(raw, list):
+                raise ValueError(f"must be a list, got {type(raw).__name__}")
+            return tuple(build_record(element, item) if isinstance(item, dict) else _bad_item(item) for item in raw)
+
+        return read_list
     if origin is typing.Union or origin is type(str | None):
-        return None if raw is None else _text(raw, limit)
+        return lambda raw: None if raw is None else _text(raw, limit)
     if hint is str:
-        return _text(raw, limit)
+        return lambda raw: _text(raw, limit)
     if hint is int:
-        if not isinstance(raw, int) or isinstance(raw, bool):
-            raise ValueError(f"must be an integer, got {raw!r}")
-        return raw
+        return _integer
     if hint is Decimal:
-        return parse_money(raw)
+        return parse_money
     raise TypeError(f"no reader for {hint!r}")
+
+
+def _integer(raw: Any) -> int:
+    """An integer, not a boolean."""
+    if not isinstance(raw, int) or isinstance(raw, bool):
+        raise ValueError(f"must be an integer, got {raw!r}")
+    return raw
 
 
 def _bad_item(item: Any) -> Any:
@@ -454,10 +479,13 @@ def _text(raw: Any, limit: int = MAX_TEXT) -> str:
 
 def to_json(value: Any) -> Any:
     """Turn record fields into JSON-ready values."""
+    kind = type(value)
+    if kind is str or kind is int or value is None:
+        return value
     if isinstance(value, Decimal):
         return format_money(value)
     if isinstance(value, tuple):
         return [to_json(item) for item in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {name: to_json(getattr(value, name)) for name in field_names(kind)}
     return value
