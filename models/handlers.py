@@ -8,7 +8,6 @@ The agents and the simulator run these very functions. No Faust, no I/O.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 
@@ -38,6 +37,7 @@ from models.events import (
     format_time,
     parse_time,
 )
+from models.evolve import evolve
 from models.measures import Ended, Measure, Placed
 from models.saga import DEFAULT_RETENTION, SagaPolicy, SagaState, expired, forget_at, transition
 from models.stock import Stock, handle_stock
@@ -245,7 +245,7 @@ def _marked(state: SagaState | None, new_state: SagaState, message: Message, pos
         marks.update(placed_at=message.occurred_at, placed_input=position)
     if _ends(state, new_state):
         marks.update(ended_at=format_time(now), ended_input=position)
-    return dataclasses.replace(new_state, **marks)  # type: ignore[arg-type]
+    return evolve(new_state, **marks)  # type: ignore[arg-type]
 
 
 def _places(state: SagaState | None, message: Message) -> bool:
@@ -343,7 +343,7 @@ def _changed(
 ) -> Effects:
     """Write the value when the domain changed it; a duplicate's answer is sent again only if :func:`resends`."""
     if new is not current:
-        return Effects((Write(table, key, dataclasses.replace(new, last_input=position).to_json()),), outputs(sent))
+        return Effects((Write(table, key, evolve(new, last_input=position).to_json()),), outputs(sent))
     return Effects(sends=outputs(sent) if resends(position, current.last_input, exactly_once) else ())
 
 

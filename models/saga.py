@@ -7,7 +7,6 @@ duplicate message re-sends everything implied, with the same ids, instead of not
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -53,6 +52,7 @@ from models.events import (
     format_time,
     parse_time,
 )
+from models.evolve import evolve
 from models.money import format_money, parse_money
 
 INVENTORY = "INVENTORY_RESERVATION"
@@ -236,13 +236,13 @@ def _apply_line(state: SagaState, reply: StockReserved | StockRefused, now: date
     stamp = format_time(now)
     if state.is_terminal:
         if isinstance(reply, StockRefused):
-            return dataclasses.replace(state, line_results={**state.line_results, reply.sku: REFUSED})
-        return dataclasses.replace(state, line_results={**state.line_results, reply.sku: LATE_RESERVED})
+            return evolve(state, line_results={**state.line_results, reply.sku: REFUSED})
+        return evolve(state, line_results={**state.line_results, reply.sku: LATE_RESERVED})
     results = {**state.line_results, reply.sku: RESERVED if isinstance(reply, StockReserved) else REFUSED}
     failed = dict(state.failed_lines)
     if isinstance(reply, StockRefused):
         failed[reply.sku] = (reply.requested, reply.available)
-    state = dataclasses.replace(state, line_results=results, failed_lines=failed, updated_at=stamp)
+    state = evolve(state, line_results=results, failed_lines=failed, updated_at=stamp)
     if len(results) < len(state.lines):
         return state
     if failed:
@@ -255,30 +255,30 @@ def _apply_payment(state: SagaState, reply: PaymentCharged | PaymentDeclined, no
     if state.payment is not None:
         return state
     outcome = CHARGED if isinstance(reply, PaymentCharged) else DECLINED
-    state = dataclasses.replace(state, payment=outcome, updated_at=format_time(now))
+    state = evolve(state, payment=outcome, updated_at=format_time(now))
     if state.is_terminal or state.step != PAYMENT:
         return state
     if outcome == DECLINED:
         return _fail(state, PAYMENT, FAILED, PAYMENT_DECLINED)
     confirmed = _advance(state, PAYMENT, CONFIRMATION)
-    return dataclasses.replace(confirmed, status=COMPLETED, steps={**confirmed.steps, CONFIRMATION: COMPLETED})
+    return evolve(confirmed, status=COMPLETED, steps={**confirmed.steps, CONFIRMATION: COMPLETED})
 
 
 def _apply_timeout(state: SagaState, now: datetime) -> SagaState:
     """End a saga that is still waiting after its deadline."""
     if state.is_terminal or now < parse_time(state.deadline):
         return state
-    return _fail(dataclasses.replace(state, updated_at=format_time(now)), state.step, TIMED_OUT, TIMEOUT)
+    return _fail(evolve(state, updated_at=format_time(now)), state.step, TIMED_OUT, TIMEOUT)
 
 
 def _advance(state: SagaState, done: str, following: str) -> SagaState:
     """Mark ``done`` completed and start ``following``."""
-    return dataclasses.replace(state, step=following, steps={**state.steps, done: COMPLETED, following: IN_PROGRESS})
+    return evolve(state, step=following, steps={**state.steps, done: COMPLETED, following: IN_PROGRESS})
 
 
 def _fail(state: SagaState, step: str, status: str, reason: str) -> SagaState:
     """End the saga in ``status`` at ``step``; compensation follows from the state."""
-    return dataclasses.replace(state, status=status, reason=reason, steps={**state.steps, step: status})
+    return evolve(state, status=status, reason=reason, steps={**state.steps, step: status})
 
 
 def _is_duplicate(state: SagaState, message: Message) -> bool:

@@ -14,7 +14,6 @@ No Faust, no I/O.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 import orjson
 
 from models.effects import Write
+from models.evolve import evolve
 from models.measures import DeadLettered, Measure, Placed
 from models.money import ZERO, format_money, parse_money
 
@@ -127,21 +127,21 @@ def _stamp(moment: datetime) -> str:
 def added(bucket: Bucket, measure: Measure) -> Bucket:
     """The bucket with one more of ``measure``."""
     if isinstance(measure, Placed):
-        return dataclasses.replace(bucket, placed=bucket.placed + 1)
+        return evolve(bucket, placed=bucket.placed + 1)
     if isinstance(measure, DeadLettered):
         topic = measure.topic
-        return dataclasses.replace(
+        return evolve(
             bucket, dead_letters={**bucket.dead_letters, topic: bucket.dead_letters.get(topic, 0) + 1}
         )
     ms = duration_ms(measure.duration)
     slot = next((i for i, bound in enumerate(DURATION_BOUNDS_MS) if ms <= bound), len(DURATION_BOUNDS_MS))
     durations = tuple(n + (i == slot) for i, n in enumerate(bucket.durations))
     if measure.status == "COMPLETED":
-        return dataclasses.replace(bucket, confirmed=bucket.confirmed + 1, revenue=bucket.revenue + measure.total,
+        return evolve(bucket, confirmed=bucket.confirmed + 1, revenue=bucket.revenue + measure.total,
                                    durations=durations, max_ms=max(bucket.max_ms, ms))
     reason = str(measure.reason)
     cancelled = {**bucket.cancelled, reason: bucket.cancelled.get(reason, 0) + 1}
-    return dataclasses.replace(bucket, cancelled=cancelled, durations=durations, max_ms=max(bucket.max_ms, ms))
+    return evolve(bucket, cancelled=cancelled, durations=durations, max_ms=max(bucket.max_ms, ms))
 
 
 def duration_ms(duration: timedelta) -> int:
@@ -201,7 +201,7 @@ def count(
         last_input = max(bucket.last_input, position)
         for measure in minute_measures:
             bucket = added(bucket, measure)
-        writes.append(Write(STATS, key, dataclasses.replace(bucket, last_input=last_input).to_json()))
+        writes.append(Write(STATS, key, evolve(bucket, last_input=last_input).to_json()))
     return writes
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +9,7 @@ import orjson
 
 from models.commands import CommitStock, Message, ReleaseStock, ReserveStock, StockRefused, StockReserved
 from models.events import StockAdded
+from models.evolve import evolve
 from models.memory import remember, remember_id
 
 COMMITTED = "C"
@@ -57,7 +57,7 @@ def handle_stock(stock: Stock, message: Message) -> tuple[Stock, list[Message]]:
     if isinstance(message, StockAdded):
         if message.event_id in stock.added:
             return stock, []
-        return dataclasses.replace(
+        return evolve(
             stock, available=stock.available + message.quantity, added=remember_id(stock.added, message.event_id)
         ), []
     if isinstance(message, ReserveStock):
@@ -82,12 +82,12 @@ def _reserve(stock: Stock, command: ReserveStock) -> tuple[Stock, list[Message]]
         )
         if outcome == REFUSED:
             return stock, [refused]
-        return dataclasses.replace(
+        return evolve(
             stock,
             finished=remember(stock.finished, command.order_id, REFUSED),
             refusals=remember(stock.refusals, command.order_id, available),
         ), [refused]
-    return dataclasses.replace(
+    return evolve(
         stock,
         available=stock.available - command.quantity,
         holds={**stock.holds, command.order_id: command.quantity},
@@ -100,7 +100,7 @@ def _release(stock: Stock, command: ReleaseStock) -> Stock:
         return stock
     holds = dict(stock.holds)
     quantity = holds.pop(command.order_id, 0)
-    return dataclasses.replace(
+    return evolve(
         stock,
         available=stock.available + quantity,
         holds=holds,
@@ -114,4 +114,4 @@ def _commit(stock: Stock, command: CommitStock) -> Stock:
         return stock
     holds = dict(stock.holds)
     del holds[command.order_id]
-    return dataclasses.replace(stock, holds=holds, finished=remember(stock.finished, command.order_id, COMMITTED))
+    return evolve(stock, holds=holds, finished=remember(stock.finished, command.order_id, COMMITTED))

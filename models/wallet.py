@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -12,6 +11,7 @@ import orjson
 
 from models.commands import ChargeWallet, Message, PaymentCharged, PaymentDeclined, RefundWallet
 from models.events import FundsAdded, PaymentFailed, PaymentProcessed, PaymentRefunded, derived_event_id, format_time
+from models.evolve import evolve
 from models.memory import remember, remember_id
 from models.money import ZERO, format_money, parse_money
 
@@ -71,7 +71,7 @@ def handle_wallet(wallet: Wallet, message: Message, now: datetime) -> tuple[Wall
     if isinstance(message, FundsAdded):
         if message.event_id in wallet.funded:
             return wallet, []
-        return dataclasses.replace(
+        return evolve(
             wallet, balance=wallet.balance + message.amount, funded=remember_id(wallet.funded, message.event_id)
         ), []
     if isinstance(message, ChargeWallet):
@@ -91,11 +91,11 @@ def _charge(wallet: Wallet, command: ChargeWallet, now: datetime) -> tuple[Walle
             reason = ORDER_CANCELLED
         elif command.amount <= wallet.balance:
             charges = remember(wallet.charges, order_id, command.amount)
-            charged = dataclasses.replace(wallet, balance=wallet.balance - command.amount, charges=charges)
+            charged = evolve(wallet, balance=wallet.balance - command.amount, charges=charges)
             return charged, _charged(command, now)
         else:
             reason = INSUFFICIENT_FUNDS
-        wallet = dataclasses.replace(wallet, declines=remember(wallet.declines, order_id, reason))
+        wallet = evolve(wallet, declines=remember(wallet.declines, order_id, reason))
     return wallet, _declined(command, wallet.declines[order_id], now)
 
 
@@ -104,7 +104,7 @@ def _refund(wallet: Wallet, command: RefundWallet, now: datetime) -> tuple[Walle
     order_id = command.order_id
     if order_id not in wallet.refunds:
         amount = wallet.charges.get(order_id, ZERO)
-        wallet = dataclasses.replace(
+        wallet = evolve(
             wallet, balance=wallet.balance + amount, refunds=remember(wallet.refunds, order_id, amount)
         )
     amount = wallet.refunds[order_id]
