@@ -301,16 +301,13 @@ class Producer(faust_aiokafka.Producer):
             batch = BatchBuilder(HELD_BATCH_BYTES, producer._message_accumulator._compression_type,
                                  is_transactional=True)
             taken = 0
-            for fut in pending:
+            for fut in pending:  # the first always fits: a batch takes one record of any size
                 if batch.append(key=fut.message.key, value=fut.message.value, timestamp=None) is None:
                     break
                 taken += 1
-            if not taken:  # one record larger than a batch: aiokafka sends it alone
-                fut = pending[0]
-                sent = await producer.send(topic, fut.message.key, fut.message.value, partition=partition)
-                taken = 1
-            else:
-                sent = await producer.send_batch(batch, topic, partition=partition)
+            if not taken:  # not with aiokafka 0.14; another version must not make this loop forever
+                raise TransactionFailed(f"a changelog record for {topic}[{partition}] did not fit a record batch")
+            sent = await producer.send_batch(batch, topic, partition=partition)
             sent.add_done_callback(partial(_written, pending[:taken]))
             pending = pending[taken:]
 
@@ -347,8 +344,8 @@ def _written(messages: list[FutureMessage], sent: asyncio.Future[Any]) -> None:
                 fut.set_exception(failure)
         return
     base = sent.result()
+    tp = TP(base.topic, base.partition)
     for n, fut in enumerate(messages):
-        tp = TP(base.topic, base.partition)
         fut.set_result(RecordMetadata(base.topic, base.partition, tp, base.offset + n, base.timestamp,
                                       base.timestamp_type))
         if fut.message.callback is not None:

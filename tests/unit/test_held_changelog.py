@@ -99,3 +99,14 @@ async def _failed(producer: Any, fake: FakeProducer, topic: Any) -> None:
     for fut in messages:
         with pytest.raises(RuntimeError, match="not written"):
             fut.result()
+
+
+def test_a_record_larger_than_a_batch_goes_in_a_batch_of_its_own(held: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transactions, "HELD_BATCH_BYTES", 100)
+    asyncio.run(_alone(*held))
+
+
+async def _alone(producer: Any, fake: FakeProducer, topic: Any) -> None:
+    messages = _messages(topic, 3, 500, [])
+    await producer.send_held(topic.get_topic_name(), 3, messages)
+    assert [keys for _, _, keys, _ in fake.batches] == [[b"key-0"], [b"key-1"], [b"key-2"]]
