@@ -111,14 +111,28 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float
 
 def end_offsets_total(bootstrap: str, topics: Iterable[str]) -> int:
     """How many messages the topics have ever had, all partitions together."""
+    return sum(_end_offsets(bootstrap, topics, "read_uncommitted").values())
 
-    async def run() -> int:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+
+def open_transactions(bootstrap: str, topics: Iterable[str]) -> list[TopicPartition]:
+    """Partitions where a transaction is still open: a read_committed reader sees nothing past its first write
+    there until it commits or aborts (a killed worker's, when its timeout runs out)."""
+    names = list(topics)
+    written = _end_offsets(bootstrap, names, "read_uncommitted")
+    stable = _end_offsets(bootstrap, names, "read_committed")
+    return sorted((tp for tp, end in written.items() if stable.get(tp, end) < end), key=str)
+
+
+def _end_offsets(bootstrap: str, topics: Iterable[str], isolation: str) -> dict[TopicPartition, int]:
+    """Each partition's end as a reader at ``isolation`` sees it (read_committed: the last stable offset)."""
+
+    async def run() -> dict[TopicPartition, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation)
         await consumer.start()
         try:
             await consumer._client.force_metadata_update()  # noqa: SLF001 - topics created by someone else
             partitions = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or set())]
-            return sum((await consumer.end_offsets(partitions)).values()) if partitions else 0
+            return dict(await consumer.end_offsets(partitions)) if partitions else {}
         finally:
             await consumer.stop()
 
@@ -126,15 +140,17 @@ def end_offsets_total(bootstrap: str, topics: Iterable[str]) -> int:
 
 
 def wait_quiet(bootstrap: str, topics: Iterable[str], timeout: float, every: float = 3.0) -> int:
-    """Until nothing more is written to the topics for ``every`` seconds; their message count then."""
+    """Until nothing more is written to the topics for ``every`` seconds and no transaction is open on them,
+    so a read_committed reader sees all of it (a killed worker's transaction holds readers back until it
+    times out, after its writes stopped); their message count then."""
     names = list(topics)
     last: list[int] = []
 
     def quiet() -> bool:
         last.append(end_offsets_total(bootstrap, names))
-        return len(last) > 1 and last[-2] == last[-1]
+        return len(last) > 1 and last[-2] == last[-1] and not open_transactions(bootstrap, names)
 
-    wait_until(quiet, timeout, f"{names} to stop growing", every=every)
+    wait_until(quiet, timeout, f"{names} to stop growing, with no transaction open", every=every)
     return last[-1]
 
 
