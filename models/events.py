@@ -469,9 +469,11 @@ def _bad_item(item: Any) -> Any:
 
 
 def _text(raw: Any, limit: int = MAX_TEXT) -> str:
-    """A non-empty string of at most ``limit`` characters."""
+    """A non-empty string of at most ``limit`` characters, without NUL (which marks stored pages, ``models.paged``)."""
     if not isinstance(raw, str) or not raw.strip():
         raise ValueError(f"must be a non-empty string, got {raw!r}")
+    if "\x00" in raw:
+        raise ValueError("must not contain a NUL character")
     if len(raw) > limit:
         raise ValueError(f"must be at most {limit} characters")
     return raw

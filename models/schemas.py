@@ -93,6 +93,7 @@ def _type(hint: Any, name: str) -> dict[str, Any]:
 
 
 def _text(name: str) -> dict[str, Any]:
-    """A string with something other than blanks in it, as long as the decoder allows."""
-    return {"type": "string", "pattern": r"\S", "maxLength": MAX_ID if name in ID_FIELDS else MAX_TEXT}
+    """A string with something other than blanks in it and no NUL character, as long as the decoder allows."""
+    return {"type": "string", "pattern": r"\S", "not": {"pattern": r"\x00"},
+            "maxLength": MAX_ID if name in ID_FIELDS else MAX_TEXT}
 

@@ -49,6 +49,8 @@ BAD = {
     "blank customer id": changed(ORDER, lambda b: b.update(customer_id="   ")),
     "id too long": changed(ORDER, lambda b: b.update(order_id="o" * 201)),
     "null id": changed(ORDER, lambda b: b.update(order_id=None)),
+    "an id with a NUL character": changed(ORDER, lambda b: b.update(customer_id="c\x00-1")),
+    "a sku with a NUL character": changed(ORDER, line(sku="\x00A")),
     "no items": changed(ORDER, lambda b: b.update(items=[])),
     "too many lines": changed(ORDER, lambda b: b.update(items=b["items"] * 401, total_amount="1203.00")),
     "a line that is not an object": changed(ORDER, lambda b: b.update(items=["A"])),
