@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from models import commands, stats
+from models import commands, paged, stats
 from models.commands import (
     Command,
     ForgetSaga,
@@ -40,8 +40,10 @@ from models.events import (
 from models.evolve import evolve
 from models.measures import Ended, Measure, Placed
 from models.saga import DEFAULT_RETENTION, SagaPolicy, SagaState, expired, forget_at, transition
+from models.stock import MEMORY as STOCK_MEMORY
 from models.stock import Stock, handle_stock
 from models.topics import INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, USER_EVENTS
+from models.wallet import MEMORY as WALLET_MEMORY
 from models.wallet import Wallet, handle_wallet
 
 SAGAS, DEADLINES, STOCK, WALLETS, CUSTOMERS = "sagas", "saga_deadlines", "stock", "wallets", "customers"
@@ -312,39 +314,44 @@ def deadline_entry(state: SagaState) -> bytes | None:
 
 
 def stock(exactly_once: bool) -> Handler:
-    """The stock agent's handler: one sku's stock."""
+    """The stock agent's handler: one sku's stock, its memory of orders in pages (``models.paged``)."""
 
     def handle(record: Incoming, read: Reader, now: datetime) -> Effects:
         sku, message = owned_message(record)
-        stored = read(STOCK, sku)
-        current = Stock.from_json(stored) if stored is not None else Stock(sku=sku)
+        blank = Stock(sku=sku)
+        order_id = getattr(message, "order_id", None)
+        head, current = paged.load(read, STOCK, sku, blank, STOCK_MEMORY, order_id)
         new, sent = handle_stock(current, message)
-        return _changed(STOCK, sku, record.position, current, new, sent, exactly_once)
+        if new is current:
+            return _unchanged(record.position, current.last_input, sent, exactly_once)
+        writes = paged.store(read, STOCK, sku, head, evolve(new, last_input=record.position), blank, STOCK_MEMORY,
+                             order_id)
+        return Effects(tuple(writes), outputs(sent))
 
     return handle
 
 
 def wallet(exactly_once: bool) -> Handler:
-    """The wallet agent's handler: one customer's wallet."""
+    """The wallet agent's handler: one customer's wallet, its memory of orders in pages (``models.paged``)."""
 
     def handle(record: Incoming, read: Reader, now: datetime) -> Effects:
         customer_id, message = owned_message(record)
-        stored = read(WALLETS, customer_id)
-        current = Wallet.from_json(stored) if stored is not None else Wallet(customer_id=customer_id)
+        blank = Wallet(customer_id=customer_id)
+        order_id = getattr(message, "order_id", None)
+        head, current = paged.load(read, WALLETS, customer_id, blank, WALLET_MEMORY, order_id)
         new, sent = handle_wallet(current, message, now)
-        return _changed(WALLETS, customer_id, record.position, current, new, sent, exactly_once)
+        if new is current:
+            return _unchanged(record.position, current.last_input, sent, exactly_once)
+        writes = paged.store(read, WALLETS, customer_id, head, evolve(new, last_input=record.position), blank,
+                             WALLET_MEMORY, order_id)
+        return Effects(tuple(writes), outputs(sent))
 
     return handle
 
 
-def _changed(
-    table: str, key: str, position: int, current: Stock | Wallet, new: Stock | Wallet, sent: list[Message],
-    exactly_once: bool,
-) -> Effects:
-    """Write the value when the domain changed it; a duplicate's answer is sent again only if :func:`resends`."""
-    if new is not current:
-        return Effects((Write(table, key, evolve(new, last_input=position).to_json()),), outputs(sent))
-    return Effects(sends=outputs(sent) if resends(position, current.last_input, exactly_once) else ())
+def _unchanged(position: int, last_input: int, sent: list[Message], exactly_once: bool) -> Effects:
+    """A duplicate changes nothing; its answer is sent again only if :func:`resends`."""
+    return Effects(sends=outputs(sent) if resends(position, last_input, exactly_once) else ())
 
 
 def customers(record: Incoming, read: Reader, now: datetime) -> Effects:

@@ -15,6 +15,8 @@ from models.memory import remember, remember_id
 COMMITTED = "C"
 RELEASED = "R"
 REFUSED = "X"
+#: the dicts of what each order came to, kept in pages of the sku's memory (``models.paged``)
+MEMORY = ("finished", "refusals")
 
 
 @dataclass(frozen=True)

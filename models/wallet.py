@@ -17,6 +17,8 @@ from models.money import ZERO, format_money, parse_money
 
 INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
 ORDER_CANCELLED = "ORDER_CANCELLED"
+#: the dicts of what each order came to, kept in pages of the wallet's memory (``models.paged``)
+MEMORY = ("charges", "refunds", "declines")
 
 
 @dataclass(frozen=True)

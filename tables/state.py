@@ -9,8 +9,8 @@ from models.handlers import CUSTOMERS, DEADLINES, EXPIRY, SAGAS, STATS, STOCK, W
 
 HELP = {
     SAGAS: "Saga state by order id.",
-    STOCK: "Stock, holds and finished orders by sku.",
-    WALLETS: "Balance, charges and refunds by customer id.",
+    STOCK: "Stock and holds by sku; what each order came to in pages of the sku (models/paged.py).",
+    WALLETS: "Balance by customer id; charges, refunds and declines in pages of the wallet (models/paged.py).",
     CUSTOMERS: "Registered customers by customer id.",
     DEADLINES: "Deadline of each saga in progress by order id; the timeout scan reads this.",
     EXPIRY: "When each finished saga is forgotten, keyed '<time>|<order id>'; the retention scan reads what is due.",

@@ -11,13 +11,15 @@ import dataclasses
 from datetime import datetime
 
 from agents.executor import Executor
-from models import handlers, stats
+from models import handlers, paged, stats
 from models.commands import ChargeWallet, PaymentCharged, RefundWallet, ReserveStock, SagaTimeout, StockReserved
-from models.effects import NOTHING, Effects, Incoming, Write, output
+from models.effects import NOTHING, Effects, Incoming, output
 from models.events import BadMessage, PaymentRefunded
 from models.handlers import SAGAS, STATS, STOCK, WALLETS, Handler, Reader
 from models.saga import SagaPolicy
+from models.stock import MEMORY as STOCK_MEMORY
 from models.stock import Stock
+from models.wallet import MEMORY as WALLET_MEMORY
 from models.wallet import Wallet
 from simulation.simulator import REAL, Handlers
 
@@ -55,9 +57,8 @@ def stock_reserves_duplicates_again(exactly_once: bool) -> Handler:
 
 def _reserve_again(record: Incoming, read: Reader, now: datetime, real: Handler) -> Effects:
     sku, message = handlers.owned_message(record)
-    stored = read(STOCK, sku)
-    if isinstance(message, ReserveStock) and stored is not None:
-        stock = Stock.from_json(stored)
+    if isinstance(message, ReserveStock):
+        head, stock = paged.load(read, STOCK, sku, Stock(sku=sku), STOCK_MEMORY, message.order_id)
         held = stock.holds.get(message.order_id)
         if held is not None and message.quantity <= stock.available:
             again = dataclasses.replace(
@@ -66,7 +67,8 @@ def _reserve_again(record: Incoming, read: Reader, now: datetime, real: Handler)
                 holds={**stock.holds, message.order_id: held + message.quantity},
             )
             reply = StockReserved(order_id=message.order_id, sku=sku, quantity=message.quantity)
-            return Effects((Write(STOCK, sku, again.to_json()),), (output(reply),))
+            writes = paged.store(read, STOCK, sku, head, again, Stock(sku=sku), STOCK_MEMORY, message.order_id)
+            return Effects(tuple(writes), (output(reply),))
     return real(record, read, now)
 
 
@@ -77,9 +79,9 @@ def wallet_charges_duplicates_again(exactly_once: bool) -> Handler:
 
 def _charge_again(record: Incoming, read: Reader, now: datetime, real: Handler) -> Effects:
     customer_id, message = handlers.owned_message(record)
-    stored = read(WALLETS, customer_id)
-    if isinstance(message, ChargeWallet) and stored is not None:
-        wallet = Wallet.from_json(stored)
+    if isinstance(message, ChargeWallet):
+        blank = Wallet(customer_id=customer_id)
+        head, wallet = paged.load(read, WALLETS, customer_id, blank, WALLET_MEMORY, message.order_id)
         charged = wallet.charges.get(message.order_id)
         if charged is not None and message.amount <= wallet.balance:
             again = dataclasses.replace(
@@ -88,7 +90,8 @@ def _charge_again(record: Incoming, read: Reader, now: datetime, real: Handler) 
                 charges={**wallet.charges, message.order_id: charged + message.amount},
             )
             reply = PaymentCharged(order_id=message.order_id, amount=message.amount)
-            return Effects((Write(WALLETS, customer_id, again.to_json()),), (output(reply),))
+            writes = paged.store(read, WALLETS, customer_id, head, again, blank, WALLET_MEMORY, message.order_id)
+            return Effects(tuple(writes), (output(reply),))
     return real(record, read, now)
 
 

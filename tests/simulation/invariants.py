@@ -14,11 +14,15 @@ from typing import Any, TypeVar
 
 import orjson
 
-from models import stats
+from models import paged, stats
 from models.events import BadMessage, OrderPlaced, decode_event, parse_time
 from models.measures import Ended, Placed
 from models.saga import SagaState
+from models.stock import MEMORY as STOCK_MEMORY
+from models.stock import Stock
 from models.topics import INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, PUBLIC_TOPICS
+from models.wallet import MEMORY as WALLET_MEMORY
+from models.wallet import Wallet
 from simulation.scenario import at_time
 from simulation.simulator import CUSTOMERS, DEADLINES, SAGAS, STATS, STOCK, WALLETS, Result
 
@@ -184,7 +188,8 @@ def _stock(result: Result, sagas: dict[str, Any], confirmed: set[str], problems:
     for order_id in confirmed:
         for sku, qty in sagas[order_id]["lines"].items():
             sold[sku] += qty
-    stock = {sku: orjson.loads(value) for sku, value in result.tables[STOCK].items()}
+    stock = {sku: orjson.loads(whole.to_json())
+             for sku, whole in paged.whole(result.tables[STOCK].items(), Stock, STOCK_MEMORY).items()}
     for sku in sorted(set(added) | set(sold) | set(stock)):
         state = stock.get(sku, {"available": 0, "holds": {}, "finished": {}})
         if state["holds"]:
@@ -216,7 +221,8 @@ def _wallets(
     spent: dict[str, Decimal] = defaultdict(Decimal)
     for order_id in confirmed:
         spent[orders[order_id].customer_id] += orders[order_id].total_amount
-    wallets = {key: orjson.loads(value) for key, value in result.tables[WALLETS].items()}
+    wallets = {key: orjson.loads(whole.to_json())
+               for key, whole in paged.whole(result.tables[WALLETS].items(), Wallet, WALLET_MEMORY).items()}
     for customer in sorted(set(funded) | set(spent) | set(wallets)):
         wallet = wallets.get(customer, {"balance": "0.00", "charges": {}, "refunds": {}})
         balance = Decimal(wallet["balance"])

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from models import paged
 from models.commands import (
     ChargeWallet,
     CommitStock,
@@ -70,8 +71,10 @@ from models.saga import (
     implied_outputs,
     transition,
 )
+from models.stock import MEMORY as STOCK_MEMORY
 from models.stock import Stock
 from models.topics import INVENTORY_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS
+from models.wallet import MEMORY as WALLET_MEMORY
 from models.wallet import Wallet
 from simulation.invariants import check
 from simulation.scenario import Config, Input, Scenario
@@ -930,15 +933,16 @@ def test_simulated_system_keeps_every_guarantee(policy: SagaPolicy) -> None:
         for order_id, results in outcome.items():
             assert len(results) == 1, f"round {round_}: {order_id} ended with {results}"
             assert sagas[order_id].is_terminal
+        stocks = paged.whole(result.tables[STOCK].items(), Stock, STOCK_MEMORY)
+        wallets = paged.whole(result.tables[WALLETS].items(), Wallet, WALLET_MEMORY)
         for sku in ("A", "B"):
-            stock = Stock.from_json(result.tables[STOCK][sku]) if sku in result.tables[STOCK] else Stock(sku=sku)
+            stock = stocks.get(sku, Stock(sku=sku))
             sold = sum(qty for o in confirmed for s, qty in sagas[o].lines.items() if s == sku)
             assert stock.holds == {}, f"round {round_}: {sku} still holds {stock.holds}"
             assert stock.available == initial_stock[sku] - sold, f"round {round_}: {sku}"
         if policy.payment_mode == "internal":
             for customer in ("c-1", "c-2"):
-                raw = result.tables[WALLETS].get(customer)
-                wallet = Wallet.from_json(raw) if raw is not None else Wallet(customer_id=customer)
+                wallet = wallets.get(customer, Wallet(customer_id=customer))
                 spent = sum(
                     (sagas[o].total_amount for o in confirmed if sagas[o].customer_id == customer), Decimal("0")
                 )
