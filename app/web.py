@@ -20,6 +20,7 @@ from app.topics import Topics
 from models.events import utc_now
 from models.handlers import CUSTOMERS, SAGAS, STATS, STOCK, WALLETS
 from models.order_request import order_from_request
+from models.paged import is_page
 from models.saga import SagaState
 from models.stock import Stock
 from models.topics import ORDER_EVENTS
@@ -48,6 +49,11 @@ def _not_found(view: web.View, what: str, key: str) -> web.Response:
 def _stored(view: web.View, raw: bytes | None, what: str, key: str, render: Callable[[bytes], Any]) -> web.Response:
     """A table value rendered as JSON, or the contract's 404."""
     return _not_found(view, what, key) if raw is None else _json(view, render(raw))
+
+
+def _head(table: TableT, key: str) -> bytes | None:
+    """A sku's or wallet's stored head; a page of its memory (``models.paged``) is no sku or customer."""
+    return None if is_page(key) else table.get(key)
 
 
 def parse_wait(raw: str | None) -> float | None:
@@ -209,7 +215,7 @@ def register(
         @owned(stock, "sku")
         async def get(self, request: web.Request, sku: str) -> web.Response:
             """Available and reserved units."""
-            return _stored(self, stock.get(sku), "sku", sku, lambda raw: Stock.from_json(raw).view())
+            return _stored(self, _head(stock, sku), "sku", sku, lambda raw: Stock.from_json(raw).view())
 
     @app.page("/wallets/{customer_id}")
     class Wallets(web.View):
@@ -218,7 +224,7 @@ def register(
         @owned(wallets, "customer_id")
         async def get(self, request: web.Request, customer_id: str) -> web.Response:
             """The balance as a decimal string."""
-            return _stored(self, wallets.get(customer_id), "wallet", customer_id,
+            return _stored(self, _head(wallets, customer_id), "wallet", customer_id,
                            lambda raw: Wallet.from_json(raw).view())
 
     @app.page("/customers/{customer_id}")

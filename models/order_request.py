@@ -10,7 +10,7 @@ from typing import Any
 from models.events import MAX_ID, MAX_ORDER_LINES, MAX_QUANTITY, OrderLine, OrderPlaced, format_time
 from models.money import MAX_MONEY, format_money, parse_money
 
-ID_RULE = f"must be a non-empty string of at most {MAX_ID} characters"
+ID_RULE = f"must be a non-empty string of at most {MAX_ID} characters, without NUL"
 
 
 def order_from_request(body: Any, now: datetime) -> OrderPlaced | list[str]:
@@ -73,5 +73,5 @@ def _line(item: Any, where: str, errors: list[str]) -> OrderLine | None:
 
 
 def _is_id(value: Any) -> bool:
-    """A usable id: a non-blank string of reasonable length."""
-    return isinstance(value, str) and bool(value.strip()) and len(value) <= MAX_ID
+    """A usable id: a non-blank string of reasonable length, without NUL (as ``models.events`` reads ids)."""
+    return isinstance(value, str) and bool(value.strip()) and len(value) <= MAX_ID and "\x00" not in value

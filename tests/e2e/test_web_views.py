@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -14,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from config.settings import Settings
 from devtools.kafka_local import LocalKafka
+from models import paged
 from models.events import FundsAdded, OrderLine, OrderPlaced, StockAdded, UserRegistered, format_time, utc_now
 from support.topics import read_topic, setup_topics, wait_quiet, wait_until, write_events, write_raw
 from support.worker import Worker, new_settings
@@ -83,7 +85,7 @@ def test_bad_bodies_get_every_error_and_write_nothing(kafka: LocalKafka, running
         {"customer_id": "", "items": [{"sku": "A", "quantity": 0, "unit_price": 2.5}, "x"]}))
     assert status == 400
     assert body["errors"] == [
-        "customer_id must be a non-empty string of at most 200 characters",
+        "customer_id must be a non-empty string of at most 200 characters, without NUL",
         "items[0].quantity must be an integer from 1 to 1000000",
         "items[0].unit_price must be a decimal string with at most two places, got 2.5",
         "items[1] must be an object with sku, quantity and unit_price",
@@ -97,6 +99,19 @@ def test_bad_bodies_get_every_error_and_write_nothing(kafka: LocalKafka, running
 def test_unknown_keys_are_404_with_an_error(running: tuple[Settings, Worker], path: str) -> None:
     status, body = running[1].get(path)
     assert status == 404 and "not found" in body["error"]
+
+
+def test_a_page_of_a_sku_s_or_wallet_s_memory_is_no_sku_or_wallet(running: tuple[Settings, Worker]) -> None:
+    _, worker = running
+    for order_id in ("web-page-1", "web-page-2"):  # the second moves the first's entries to their pages
+        lines = [{"sku": "SKU-W", "quantity": 1, "unit_price": "1.00"}]
+        body = orjson.dumps({"order_id": order_id, "customer_id": "ann", "items": lines})
+        assert worker.post("/orders", body)[0] == 202
+        assert worker.get(f"/orders/{order_id}?wait=20")[1]["status"] == "COMPLETED"
+    wait_until(lambda: worker.get("/inventory/SKU-W")[1]["reserved"] == 0, 30, "the holds to be committed")
+    for view, key in (("inventory", "SKU-W"), ("wallets", "ann")):
+        status, body = worker.get(f"/{view}/{quote(paged.page_key(key, 'web-page-1'))}")
+        assert status == 404 and "not found" in body["error"]
 
 
 @pytest.mark.parametrize("wait", ["soon", "nan", "inf", "-inf", "-1", "60.5", "1e400"])

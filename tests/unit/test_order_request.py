@@ -15,7 +15,7 @@ from models.order_request import order_from_request
 NOW = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 
 
-ID_RULE = f"must be a non-empty string of at most {MAX_ID} characters"
+ID_RULE = f"must be a non-empty string of at most {MAX_ID} characters, without NUL"
 
 
 def item(sku: str = "sku-1", quantity: Any = 2, unit_price: Any = "19.99") -> dict[str, Any]:
@@ -139,7 +139,7 @@ def test_every_error_is_collected_at_once() -> None:
     assert len(errors) == 8
 
 
-@pytest.mark.parametrize("customer_id", [None, "", "   ", 42, ["c-1"], "c" * (MAX_ID + 1)])
+@pytest.mark.parametrize("customer_id", [None, "", "   ", 42, ["c-1"], "c" * (MAX_ID + 1), "c\x00-1"])
 def test_bad_customer_id(customer_id: Any) -> None:
     assert errors_of(request(customer_id=customer_id)) == [f"customer_id {ID_RULE}"]
 
