@@ -84,6 +84,8 @@ class Report:
     scale_out: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: the default guarantee's backlog on a local cluster (3 replicas, min.insync.replicas 2), one worker
     cluster: dict[str, Any] = field(default_factory=dict)
+    #: the default guarantee's backlog with every order on one sku and one wallet (a flash sale)
+    hot_key: dict[str, Any] = field(default_factory=dict)
 
 
 async def _ceiling(bootstrap: str, count: int, size: int) -> dict[str, Any]:
@@ -196,7 +198,7 @@ def _wait_seeded(settings: Settings, timeout: float = 120) -> None:
     raise TimeoutError("seed data did not arrive")
 
 
-def write_backlog(settings: Settings, count: int, root: Path) -> str:
+def write_backlog(settings: Settings, count: int, root: Path, hot: bool = False) -> str:
     """Topics and the seed, applied by a worker that then stops, and ``count`` orders of the fixed mix waiting
     for the next worker; the order topic.
 
@@ -211,14 +213,15 @@ def write_backlog(settings: Settings, count: int, root: Path) -> str:
         _wait_seeded(settings)
     finally:
         stop_process(worker)
-    return write_orders(settings, count, progress("orders", count))
+    return write_orders(settings, count, progress("orders", count), hot)
 
 
-def write_orders(settings: Settings, count: int, show: Callable[[int], None] | None = None) -> str:
-    """``count`` orders of the fixed mix on the order topic, as fast as the client goes; the topic."""
+def write_orders(settings: Settings, count: int, show: Callable[[int], None] | None = None, hot: bool = False) -> str:
+    """``count`` orders of the fixed mix (``hot``: on one sku and wallet) on the order topic, as fast as the
+    client goes; the topic."""
     topic = settings.topic("order-events")
     asyncio.run(kafka_io.bulk_write(settings.bootstrap_servers, topic, ((o.order_id.encode(), o.encode())
-                                    for o in workload.orders(count)), show))
+                                    for o in workload.orders(count, hot=hot)), show))
     return topic
 
 
@@ -230,14 +233,17 @@ def backlog_outcomes(settings: Settings, count: int, timeout: float, label: str)
 
 
 def throughput(bootstrap: str, root: Path, guarantee: str, count: int, timeout: float,
-               commit_interval: float | None, stats: bool = True, replicas: int = 1) -> dict[str, Any]:
-    """Completed sagas/s with a backlog of ``count`` orders waiting when the worker starts."""
-    name = f"{guarantee.replace('_', '')}{'' if stats else '-nostats'}{'' if replicas == 1 else f'-r{replicas}'}"
+               commit_interval: float | None, stats: bool = True, replicas: int = 1, hot: bool = False
+               ) -> dict[str, Any]:
+    """Completed sagas/s with a backlog of ``count`` orders waiting when the worker starts (``hot``: every
+    order on one sku and one wallet)."""
+    name = (f"{guarantee.replace('_', '')}{'' if stats else '-nostats'}{'' if replicas == 1 else f'-r{replicas}'}"
+            f"{'-hot' if hot else ''}")
     settings = _settings(bootstrap, root, f"tput-{name}", processing_guarantee=guarantee,
                          commit_interval_s=commit_interval, stats=stats, replication_factor=replicas)
-    label = guarantee if stats else f"{guarantee}, windows off"
+    label = f"{guarantee}{'' if stats else ', windows off'}{', one sku and wallet' if hot else ''}"
     say(f"{label}: a backlog of {count} orders")
-    write_backlog(settings, count, root)
+    write_backlog(settings, count, root, hot)
     written = asyncio.run(kafka_io.end_offsets(bootstrap, all_topic_names(settings)))  # the seed and the orders
     worker = start_worker(settings, root / f"worker-{name}.log")
     try:
@@ -479,6 +485,17 @@ def table(report: Report) -> str:
     if with_stats and without:
         rows.append(("windows of /stats", f"{with_stats:,} sagas/s with them, {without:,} without "
                      f"(STREAMSAGA_STATS=0): {with_stats / without:.2f}"))
+    if "sagas_per_s" in report.hot_key:
+        hot = report.hot_key
+        rows.append((f"{report.default_guarantee}, one sku and wallet",
+                     f"{hot['sagas_per_s']:,} sagas/s over {hot['orders']:,} orders "
+                     f"({hot['sagas_per_s_from_start']:,}/s from the worker's start); worker "
+                     f"{hot['worker_cores']} cores, peak RSS "
+                     f"{hot['worker_peak_rss_mb']} MiB"))
+    elif report.hot_key:
+        rows.append((f"{report.default_guarantee}, one sku and wallet",
+                     f"INCOMPLETE: {report.hot_key['completed']}/{report.hot_key['orders']} ended within "
+                     f"{report.hot_key['stalled_after_s']}s"))
     for workers, run in report.scale_out.items():
         if "sagas_per_s" in run:
             rows.append((f"{report.default_guarantee}, {workers} worker(s) ready first",
@@ -561,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--brokers", type=int, default=3,
                         help="then run the default guarantee's backlog on a local cluster of this many brokers "
                              "(3 replicas, min.insync.replicas 2); 1 skips it")
+    parser.add_argument("--hot-orders", type=int, default=10_000,
+                        help="then a backlog of this many orders all on one sku and one wallet (0 skips it)")
     parser.add_argument("--stats-cost", action=argparse.BooleanOptionalAction, default=True,
                         help="also run the default guarantee with the windows of /stats off, to show their cost")
     args = parser.parse_args(argv)
@@ -587,6 +606,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.stats_cost and default in report.throughput:
                 report.without_stats = throughput(kafka.bootstrap, root, default, args.orders, args.timeout,
                                                   args.commit_interval, stats=False)
+            if args.hot_orders > 0 and default in report.throughput:
+                report.hot_key = throughput(kafka.bootstrap, root, default, args.hot_orders, args.timeout,
+                                            args.commit_interval, hot=True)
             for workers in (int(n) for n in args.scale_out.split(",") if n):
                 report.scale_out[str(workers)] = scale_out(kafka.bootstrap, kafka.pid, root, default, args.orders,
                                                            workers, args.timeout)

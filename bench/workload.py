@@ -32,20 +32,22 @@ def order_id(n: int) -> str:
     return f"bench-{n:07d}"
 
 
-def order(n: int, rng: random.Random) -> OrderPlaced:
-    """Order ``n``: every tenth out of stock, every tenth (offset 5) from a customer with no money."""
-    lines = [OrderLine(sku=sku, quantity=rng.randint(1, 3), unit_price=PRICE) for sku in rng.sample(SKUS, 2)]
-    customer = rng.choice(RICH)
+def order(n: int, rng: random.Random, hot: bool = False) -> OrderPlaced:
+    """Order ``n``: every tenth out of stock, every tenth (offset 5) from a customer with no money; ``hot``:
+    all on one sku and one customer (one broke one), as in a flash sale."""
+    skus = SKUS[:1] if hot else rng.sample(SKUS, 2)
+    lines = [OrderLine(sku=sku, quantity=rng.randint(1, 3), unit_price=PRICE) for sku in skus]
+    customer = RICH[0] if hot else rng.choice(RICH)
     if n % 10 == 0:
         lines.append(OrderLine(sku=EMPTY_SKU, quantity=1, unit_price=PRICE))
     elif n % 10 == 5:
-        customer = rng.choice(BROKE)
+        customer = BROKE[0] if hot else rng.choice(BROKE)
     total = sum((line.quantity * line.unit_price for line in lines), Decimal("0.00"))
     return OrderPlaced(**_ids(), order_id=order_id(n), customer_id=customer, items=tuple(lines),
                        total_amount=total)
 
 
-def orders(count: int, seed: int = 5) -> Iterator[OrderPlaced]:
-    """The fixed mix, reproducible by seed."""
+def orders(count: int, seed: int = 5, hot: bool = False) -> Iterator[OrderPlaced]:
+    """The fixed mix, reproducible by seed; ``hot``: on one sku and one wallet."""
     rng = random.Random(seed)
-    return (order(n, rng) for n in range(count))
+    return (order(n, rng, hot) for n in range(count))

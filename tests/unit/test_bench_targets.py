@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bench.run import Report, targets
+import re
+
+from bench.run import Report, table, targets
 
 
 def _report() -> Report:
@@ -40,3 +42,13 @@ def test_latency_at_a_rate_chosen_by_hand_is_not_judged_against_the_target() -> 
     report.latency = {"p99_ms": 120.0, "half_the_maximum_rate": False}  # --latency-rate: any rate passes
 
     assert dict(targets(report))["  p99 at half the maximum rate"] == "not measured (target < 250 ms)"
+
+
+def test_the_hot_key_run_is_printed_beside_the_others() -> None:
+    report = Report(default_guarantee="exactly_once", ceiling={"messages_per_s": 20000, "message_bytes": 370},
+                    hot_key={"sagas_per_s": 180, "orders": 10000, "sagas_per_s_from_start": 170,
+                             "worker_cores": 0.9, "worker_peak_rss_mb": 250})
+    lines = [line.strip() for line in table(report).splitlines()]
+    rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in lines if "  " in line)
+    assert rows["exactly_once, one sku and wallet"] == (
+        "180 sagas/s over 10,000 orders (170/s from the worker's start); worker 0.9 cores, peak RSS 250 MiB")
