@@ -294,22 +294,25 @@ class Producer(faust_aiokafka.Producer):
         """Held changelog writes to ``topic[partition]`` in the worker's transaction, packed into as few record
         batches as fit (aiokafka's own size, 16 KiB, made a commit wait a round trip per further batch of a
         partition: a hot sku's value is several KiB); each message's future is resolved (and its callback
-        run) when its batch is written."""
-        producer = self._transaction_producers[self.transactional_id]
-        pending = messages
-        while pending:
-            batch = BatchBuilder(HELD_BATCH_BYTES, producer._message_accumulator._compression_type,
-                                 is_transactional=True)
-            taken = 0
-            for fut in pending:  # the first always fits: a batch takes one record of any size
-                if batch.append(key=fut.message.key, value=fut.message.value, timestamp=None) is None:
-                    break
-                taken += 1
-            if not taken:  # not with aiokafka 0.14; another version must not make this loop forever
-                raise TransactionFailed(f"a changelog record for {topic}[{partition}] did not fit a record batch")
-            sent = await producer.send_batch(batch, topic, partition=partition)
-            sent.add_done_callback(partial(_written, pending[:taken]))
-            pending = pending[taken:]
+        run) when its batch is written. Under the transaction's lock, as Faust's own transactional sends are."""
+        async with self._worker_transaction() as producer:
+            if producer is None:
+                raise TransactionFailed(f"changelog writes held for {topic}[{partition}] before the transactional "
+                                        "producer started")
+            pending = messages
+            while pending:
+                batch = BatchBuilder(HELD_BATCH_BYTES, producer._message_accumulator._compression_type,
+                                     is_transactional=True)
+                taken = 0
+                for fut in pending:  # the first always fits: a batch takes one record of any size
+                    if batch.append(key=fut.message.key, value=fut.message.value, timestamp=None) is None:
+                        break
+                    taken += 1
+                if not taken:  # not with aiokafka 0.14; another version must not make this loop forever
+                    raise TransactionFailed(f"a changelog record for {topic}[{partition}] did not fit a record batch")
+                sent = await producer.send_batch(batch, topic, partition=partition)
+                sent.add_done_callback(partial(_written, pending[:taken]))
+                pending = pending[taken:]
 
     async def abort_worker_transaction(self) -> None:
         """Abort the worker's open transaction, if any: it holds no input whose offset it could commit."""

@@ -22,6 +22,7 @@ class FakeProducer:
 
     def __init__(self) -> None:
         self._message_accumulator = SimpleNamespace(_compression_type=0)
+        self._txn_manager = SimpleNamespace(is_fatal_error=lambda: False)
         self.batches: list[tuple[str, int, list[bytes], asyncio.Future[Any]]] = []
 
     async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[Any]:
@@ -42,6 +43,7 @@ def held(tmp_path: Path) -> tuple[Any, FakeProducer, Any]:
     app = build(Settings(data_dir=tmp_path, processing_guarantee="exactly_once"))
     fake = FakeProducer()
     app.producer._transaction_producers[app.producer.transactional_id] = fake  # type: ignore[attr-defined]
+    app.producer._trn_locks[app.producer.transactional_id] = asyncio.Lock()  # type: ignore[attr-defined]
     return app.producer, fake, app.tables["stock"].changelog_topic
 
 
@@ -110,3 +112,15 @@ async def _alone(producer: Any, fake: FakeProducer, topic: Any) -> None:
     messages = _messages(topic, 3, 500, [])
     await producer.send_held(topic.get_topic_name(), 3, messages)
     assert [keys for _, _, keys, _ in fake.batches] == [[b"key-0"], [b"key-1"], [b"key-2"]]
+
+
+def test_nothing_is_sent_by_a_producer_that_was_fenced(held: Any) -> None:
+    """Through the transaction's lock and its check, as Faust's own transactional sends go."""
+    asyncio.run(_fenced(*held))
+
+
+async def _fenced(producer: Any, fake: FakeProducer, topic: Any) -> None:
+    fake._txn_manager = SimpleNamespace(is_fatal_error=lambda: True)
+    with pytest.raises(transactions.TransactionFailed, match="fenced"):
+        await producer.send_held(topic.get_topic_name(), 3, _messages(topic, 1, 10, []))
+    assert not fake.batches
