@@ -7,6 +7,7 @@ and in the simulation alike, so the order of writes and sends lives in one place
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from models.commands import Command, Message
@@ -58,6 +59,10 @@ def opened(record: Incoming) -> list[Incoming]:
         return [record]
     return [dataclasses.replace(record, key=key, value=value, index=index)
             for index, (key, value) in enumerate(messages)]
+
+
+#: how a handler reads a table: (table, key) -> the stored value, or None
+Reader = Callable[[str, str], bytes | None]
 
 
 @dataclass(frozen=True, slots=True)

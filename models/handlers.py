@@ -23,7 +23,7 @@ from models.commands import (
     SagaTimeout,
     decode_message,
 )
-from models.effects import NOTHING, OUTPUT_MARK, Effects, Incoming, Send, Write, outputs
+from models.effects import NOTHING, OUTPUT_MARK, Effects, Incoming, Reader, Send, Write, outputs
 from models.events import (
     BadMessage,
     Event,
@@ -56,7 +56,6 @@ TABLES = (SAGAS, STOCK, WALLETS, CUSTOMERS, DEADLINES, EXPIRY, STATS)
 #: how many timer intervals pass before a saga still overdue is told again
 RETELL_INTERVALS = 10
 
-Reader = Callable[[str, str], bytes | None]
 Handler = Callable[[Incoming, Reader, datetime], Effects]
 
 

@@ -16,10 +16,10 @@ table and partition as their head, and are written in the same transaction.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Protocol, Self, TypeVar
 
-from models.effects import Write
+from models.effects import Reader, Write
 from models.evolve import evolve
 from models.memory import DEDUP_WINDOW
 
@@ -29,8 +29,6 @@ PAGES = 256
 PAGE_LIMIT = -(-DEDUP_WINDOW // PAGES)
 #: starts every page key, and no head key: ids holding it are refused (``models.events``)
 PAGE_MARK = "\x00"
-
-Reader = Callable[[str, str], "bytes | None"]
 
 
 class Paged(Protocol):

@@ -15,7 +15,7 @@ No Faust, no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from models.effects import Write
+from models.effects import Reader, Write
 from models.evolve import evolve
 from models.measures import DeadLettered, Measure, Placed
 from models.money import ZERO, format_money, parse_money
@@ -38,7 +38,6 @@ DURATION_BOUNDS_MS = (
     30_000, 60_000, 120_000, 300_000, 600_000,
 )
 REASONS = ("OUT_OF_STOCK", "PAYMENT_DECLINED", "TIMEOUT")
-Reader = Callable[[str, str], bytes | None]
 
 
 @dataclass(frozen=True)
