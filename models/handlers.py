@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import orjson
 
@@ -317,15 +318,8 @@ def stock(exactly_once: bool) -> Handler:
 
     def handle(record: Incoming, read: Reader, now: datetime) -> Effects:
         sku, message = owned_message(record)
-        blank = Stock(sku=sku)
-        order_id = getattr(message, "order_id", None)
-        head, current = paged.load(read, STOCK, sku, blank, STOCK_MEMORY, order_id)
-        new, sent = handle_stock(current, message)
-        if new is current:
-            return _unchanged(record.position, current.last_input, sent, exactly_once)
-        writes = paged.store(read, STOCK, sku, head, evolve(new, last_input=record.position), blank, STOCK_MEMORY,
-                             order_id)
-        return Effects(tuple(writes), outputs(sent))
+        return _entry_effects(STOCK, sku, Stock(sku=sku), STOCK_MEMORY, record, message, read,
+                              lambda current: handle_stock(current, message), exactly_once)
 
     return handle
 
@@ -335,22 +329,28 @@ def wallet(exactly_once: bool) -> Handler:
 
     def handle(record: Incoming, read: Reader, now: datetime) -> Effects:
         customer_id, message = owned_message(record)
-        blank = Wallet(customer_id=customer_id)
-        order_id = getattr(message, "order_id", None)
-        head, current = paged.load(read, WALLETS, customer_id, blank, WALLET_MEMORY, order_id)
-        new, sent = handle_wallet(current, message, now)
-        if new is current:
-            return _unchanged(record.position, current.last_input, sent, exactly_once)
-        writes = paged.store(read, WALLETS, customer_id, head, evolve(new, last_input=record.position), blank,
-                             WALLET_MEMORY, order_id)
-        return Effects(tuple(writes), outputs(sent))
+        return _entry_effects(WALLETS, customer_id, Wallet(customer_id=customer_id), WALLET_MEMORY, record, message,
+                              read, lambda current: handle_wallet(current, message, now), exactly_once)
 
     return handle
 
 
-def _unchanged(position: int, last_input: int, sent: list[Message], exactly_once: bool) -> Effects:
-    """A duplicate changes nothing; its answer is sent again only if :func:`resends`."""
-    return Effects(sends=outputs(sent) if resends(position, last_input, exactly_once) else ())
+Entry = TypeVar("Entry", Stock, Wallet)
+
+
+def _entry_effects(
+    table: str, key: str, blank: Entry, memory: tuple[str, ...], record: Incoming, message: Message, read: Reader,
+    apply: Callable[[Entry], tuple[Entry, list[Message]]], exactly_once: bool,
+) -> Effects:
+    """Apply a message to a stock or wallet entry loaded with its order's page; write what changed through the
+    pages. A duplicate changes nothing, and its answer is sent again only if :func:`resends`."""
+    order_id = getattr(message, "order_id", None)
+    head, current = paged.load(read, table, key, blank, memory, order_id)
+    new, sent = apply(current)
+    if new is current:
+        return Effects(sends=outputs(sent) if resends(record.position, current.last_input, exactly_once) else ())
+    writes = paged.store(read, table, key, head, evolve(new, last_input=record.position), blank, memory, order_id)
+    return Effects(tuple(writes), outputs(sent))
 
 
 def customers(record: Incoming, read: Reader, now: datetime) -> Effects:
