@@ -137,7 +137,7 @@ def added(bucket: Bucket, measure: Measure) -> Bucket:
     durations = tuple(n + (i == slot) for i, n in enumerate(bucket.durations))
     if measure.status == "COMPLETED":
         return evolve(bucket, confirmed=bucket.confirmed + 1, revenue=bucket.revenue + measure.total,
-                                   durations=durations, max_ms=max(bucket.max_ms, ms))
+                      durations=durations, max_ms=max(bucket.max_ms, ms))
     reason = str(measure.reason)
     cancelled = {**bucket.cancelled, reason: bucket.cancelled.get(reason, 0) + 1}
     return evolve(bucket, cancelled=cancelled, durations=durations, max_ms=max(bucket.max_ms, ms))
